@@ -1,0 +1,149 @@
+// The elementwise and reduction machinery every op family builds on: map a
+// functor over one to three (broadcast) operands into a fresh contiguous tensor,
+// reduce over a set of axes, and sum a broadcast gradient back to an input's
+// shape. This is the device seam for these kernels: the Cpu overloads call
+// backend/cpu; the CUDA backend adds overloads for Cuda with the same functors.
+#pragma once
+
+#include <algorithm>
+#include <type_traits>
+#include <vector>
+
+#include "avgrad/autograd/node.hpp"
+#include "avgrad/backend/cpu/loops.hpp"
+#include "avgrad/backend/cpu/reduce.hpp"
+#include "avgrad/core/tensor.hpp"
+
+namespace avgrad {
+
+/// Accumulator type of sums: float sums accumulate in double.
+template <class T>
+using acc_t = std::conditional_t<std::is_same_v<T, float>, double,
+                                 std::conditional_t<std::is_same_v<T, bool>, std::int64_t, T>>;
+
+namespace detail {
+
+template <class T>
+void check_defined(const T& x, const char* op) {
+  AVGRAD_CHECK(x.defined(), op, "undefined tensor argument");
+}
+
+/// out = f(x) elementwise, contiguous output of x's shape.
+template <Element TO, Element TI, class F>
+Tensor<TO, Cpu> map(const Tensor<TI, Cpu>& x, F f) {
+  auto out = Tensor<TO, Cpu>::empty(x.shape());
+  cpu::map1(out.data(), out.strides(), x.data(), x.strides(), x.shape(), f);
+  return out;
+}
+
+/// out = f(a, b) with NumPy broadcasting.
+template <Element TO, Element TA, Element TB, class F>
+Tensor<TO, Cpu> map(const Tensor<TA, Cpu>& a, const Tensor<TB, Cpu>& b, F f, const char* op) {
+  Shape s = broadcast_shapes(a.shape(), b.shape(), op);
+  auto out = Tensor<TO, Cpu>::empty(s);
+  cpu::map2(out.data(), out.strides(), a.data(), broadcast_strides(a.shape(), a.strides(), s), b.data(),
+            broadcast_strides(b.shape(), b.strides(), s), s, f);
+  return out;
+}
+
+/// out = f(a, b, c) with NumPy broadcasting.
+template <Element TO, Element TA, Element TB, Element TC, class F>
+Tensor<TO, Cpu> map(const Tensor<TA, Cpu>& a, const Tensor<TB, Cpu>& b, const Tensor<TC, Cpu>& c, F f,
+                    const char* op) {
+  Shape s = broadcast_shapes(broadcast_shapes(a.shape(), b.shape(), op), c.shape(), op);
+  auto out = Tensor<TO, Cpu>::empty(s);
+  cpu::map3(out.data(), out.strides(), a.data(), broadcast_strides(a.shape(), a.strides(), s), b.data(),
+            broadcast_strides(b.shape(), b.strides(), s), c.data(), broadcast_strides(c.shape(), c.strides(), s),
+            s, f);
+  return out;
+}
+
+/// Writes f(x) into an existing tensor `out` (any strides) of x's broadcast shape.
+template <Element TO, Element TI, class F>
+void map_into(Tensor<TO, Cpu>& out, const Tensor<TI, Cpu>& x, F f, const char* op) {
+  AVGRAD_CHECK(broadcast_shapes(x.shape(), out.shape(), op) == out.shape(), op, "cannot write shape ",
+               x.shape(), " into ", out.shape());
+  cpu::map1(out.data(), out.strides(), x.data(), broadcast_strides(x.shape(), x.strides(), out.shape()),
+            out.shape(), f);
+  out.storage()->bump_version();
+}
+
+/// Sorted, unique, normalised axes; empty input means "all axes".
+inline std::vector<int> normalize_axes(const std::vector<std::int64_t>& axes, int rank, const char* op) {
+  std::vector<int> out;
+  if (axes.empty()) {
+    for (int i = 0; i < rank; ++i) out.push_back(i);
+    return out;
+  }
+  for (auto a : axes) out.push_back(normalize_axis(a, rank, op));
+  std::sort(out.begin(), out.end());
+  AVGRAD_CHECK(std::adjacent_find(out.begin(), out.end()) == out.end(), op, "repeated axis in reduction");
+  return out;
+}
+
+/// Output shape of a reduction over `axes` (keepdim keeps them as extent 1).
+inline Shape reduced_shape(const Shape& s, const std::vector<int>& axes, bool keepdim) {
+  Shape out;
+  for (int d = 0; d < s.rank(); ++d) {
+    bool red = std::find(axes.begin(), axes.end(), d) != axes.end();
+    if (!red) out.push_back(s[d]);
+    else if (keepdim) out.push_back(1);
+  }
+  return out;
+}
+
+/// Generic reduction of x over `axes` into a fresh tensor of element type TO.
+template <Element TO, class Acc, Element TI, class Load, class Comb, class Fin>
+Tensor<TO, Cpu> reduce(const Tensor<TI, Cpu>& x, const std::vector<int>& axes, bool keepdim, Acc init, Load load,
+                       Comb comb, Fin fin) {
+  Shape kept, kept_st, red, red_st;
+  for (int d = 0; d < x.dim(); ++d) {
+    bool r = std::find(axes.begin(), axes.end(), d) != axes.end();
+    (r ? red : kept).push_back(x.shape()[d]);
+    (r ? red_st : kept_st).push_back(x.strides()[d]);
+  }
+  auto out = Tensor<TO, Cpu>::empty(reduced_shape(x.shape(), axes, keepdim));
+  cpu::reduce(x.data(), kept, kept_st, red, red_st, out.data(), init, load, comb, fin);
+  return out;
+}
+
+/// Sum of g over the dims that broadcasting added or stretched, giving `shape`.
+/// The backward of every broadcasting op ends here.
+template <Floating T>
+Tensor<T, Cpu> sum_to(const Tensor<T, Cpu>& g, const Shape& shape) {
+  if (g.shape() == shape) return g;
+  const int lead = g.dim() - shape.rank();
+  AVGRAD_CHECK(lead >= 0, "sum_to", "cannot reduce shape ", g.shape(), " to ", shape);
+  std::vector<int> axes;
+  for (int d = 0; d < g.dim(); ++d)
+    if (d < lead || (shape[d - lead] == 1 && g.shape()[d] != 1)) axes.push_back(d);
+  auto r = reduce<T, acc_t<T>>(
+      g, axes, /*keepdim=*/true, acc_t<T>(0), [](T v) { return static_cast<acc_t<T>>(v); },
+      [](acc_t<T> a, acc_t<T> b) { return a + b; }, [](acc_t<T> a) { return static_cast<T>(a); });
+  // drop the leading dims (kept as 1s): a contiguous tensor reshapes for free
+  return Tensor<T, Cpu>::from_storage(r.storage(), shape, contiguous_strides(shape), 0);
+}
+
+/// a + b without recording (gradient accumulation). Shapes must match.
+template <Element T, Device D>
+Tensor<T, D> add_into(const Tensor<T, D>& a, const Tensor<T, D>& b) {
+  return map<T>(a, b, [](T x, T y) { return x + y; }, "accumulate");
+}
+
+/// The unary-op pattern: y = F(x); dx = F.grad(x, y, g). F is a host/device
+/// functor (see ops/unary.hpp), so the CUDA backend reuses it as is.
+template <Floating T, Device D, class F>
+Tensor<T, D> unary_op(const char* name, const Tensor<T, D>& x, F f) {
+  check_defined(x, name);
+  auto y = map<T>(x, [f](T v) { return f(v); });
+  if (!autograd::any_requires_grad<T, D>({&x})) return y;
+  autograd::Saved<T, D> sx(x), sy(y);
+  return autograd::record<T, D>(name, y, {x}, [=](const Tensor<T, D>& g, const std::vector<bool>&) {
+    const auto& xv = sx.get(name);
+    const auto& yv = sy.get(name);
+    return autograd::Grads<T, D>{map<T>(g, xv, yv, [f](T gg, T xx, T yy) { return f.grad(xx, yy, gg); }, name)};
+  });
+}
+
+}  // namespace detail
+}  // namespace avgrad

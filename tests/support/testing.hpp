@@ -1,0 +1,64 @@
+// Shared helpers for the test suite: random inputs, gradcheck assertions and
+// error-message assertions, so each test states only what it checks.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "avgrad/autograd/gradcheck.hpp"
+#include "avgrad/core/tensor.hpp"
+
+namespace avgrad::testing {
+
+using TD = Tensor<double, Cpu>;
+using TF = Tensor<float, Cpu>;
+using Fn = std::function<TD(const std::vector<TD>&)>;
+
+/// A double leaf with N(0,1) (or U(lo,hi)) entries that requires grad.
+inline TD leaf(const Shape& s, std::uint64_t seed, double lo = 0, double hi = 0) {
+  Generator g(seed);
+  TD t = (lo == hi) ? randn<double>(s, g) : rand<double>(s, g, lo, hi);
+  t.requires_grad_();
+  return t;
+}
+
+/// A non-contiguous leaf of shape s: the transpose of a contiguous tensor with
+/// the last two dims swapped (s must have rank >= 2).
+inline TD leaf_transposed(const Shape& s, std::uint64_t seed, double lo = 0, double hi = 0) {
+  Shape t = s;
+  std::swap(t[t.rank() - 1], t[t.rank() - 2]);
+  Generator g(seed);
+  TD base = (lo == hi) ? randn<double>(t, g) : rand<double>(t, g, lo, hi);
+  TD v = base.transpose(-1, -2);
+  v.requires_grad_();
+  return v;
+}
+
+inline void expect_gradcheck(const Fn& f, const std::vector<TD>& inputs, GradcheckOptions opt = {}) {
+  auto r = gradcheck<double>(f, inputs, opt);
+  EXPECT_TRUE(r.ok) << r.report << "(checked " << r.checked << ", skipped " << r.skipped << ")";
+  EXPECT_GT(r.checked, 0) << "gradcheck compared no element";
+}
+
+/// Expects `body` to throw avgrad::Error whose message contains every fragment.
+inline void expect_error(const std::function<void()>& body, const std::vector<std::string>& fragments) {
+  try {
+    body();
+    ADD_FAILURE() << "expected avgrad::Error, nothing was thrown";
+  } catch (const avgrad::Error& e) {
+    std::string msg = e.what();
+    for (const auto& f : fragments) EXPECT_NE(msg.find(f), std::string::npos) << "message: " << msg << "\nmissing: " << f;
+  }
+}
+
+template <class T>
+void expect_close(const Tensor<T, Cpu>& a, const std::vector<T>& expected, double tol = 1e-6) {
+  auto v = a.to_vector();
+  ASSERT_EQ(v.size(), expected.size());
+  for (std::size_t i = 0; i < v.size(); ++i) EXPECT_NEAR(double(v[i]), double(expected[i]), tol) << "element " << i;
+}
+
+}  // namespace avgrad::testing
