@@ -1,6 +1,9 @@
 // batch_norm, layer_norm and group_norm: gradchecks of the dedicated backwards
 // (training and eval, with and without affine, non-contiguous inputs), forward
 // values against a naive double loop, running-stat updates, and error paths.
+#include <omp.h>
+
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -260,6 +263,57 @@ TEST(GroupNorm, Errors) {
   expect_error([&] { group_norm(x, 0); }, {"group_norm", "groups = 0"});
   expect_error([&] { group_norm(x, 3, zeros<double>({3})); }, {"group_norm", "weight", "(3)", "C = 6"});
   expect_error([&] { group_norm(zeros<double>({6}), 3); }, {"group_norm", "rank >= 2", "(6)"});
+}
+
+// ---- large inputs: the parallel paths ---------------------------------------------
+
+TEST(NormLarge, LayerNormBackwardMatchesComposedOps) {
+  // 130 features: two blocks of the dγ/dβ kernel, the second one partial
+  TD x = leaf({16, 32, 130}, 80), w = leaf({130}, 81), b = leaf({130}, 82);
+  Generator gen(83);
+  TD v = randn<double>({16, 32, 130}, gen);
+  sum(layer_norm(x, {130}, w, b) * v).backward();
+  TD x2 = x.detach().clone().requires_grad_(), w2 = w.detach().clone().requires_grad_(),
+     b2 = b.detach().clone().requires_grad_();
+  auto y2 = (x2 - mean(x2, {2}, true)) / sqrt(var(x2, {2}, true, 0) + 1e-5) * w2 + b2;
+  sum(y2 * v).backward();
+  expect_close(x.grad(), values(x2.grad()), 1e-9);
+  expect_close(w.grad(), values(w2.grad()), 1e-9);
+  expect_close(b.grad(), values(b2.grad()), 1e-9);
+}
+
+TEST(NormLarge, ResultsIndependentOfThreadCount) {
+  // forward and every gradient bit-identical on 1 and several threads
+  auto run = [](int threads) {
+    const int saved = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    Generator gen(90);
+    TF x = randn<float>({8, 96, 96}, gen, 1.0, 2.0), w = randn<float>({96}, gen), b = randn<float>({96}, gen);
+    TF v = randn<float>({8, 96, 96}, gen);
+    x.requires_grad_();
+    w.requires_grad_();
+    b.requires_grad_();
+    TF rm = zeros<float>({96}), rv = ones<float>({96});
+    std::vector<std::vector<float>> out;
+    auto collect = [&](const TF& y) {
+      sum(y * v).backward();
+      for (const TF& t : {y, x.grad(), w.grad(), b.grad()}) out.push_back(t.to_vector());
+      x.zero_grad();
+      w.zero_grad();
+      b.zero_grad();
+    };
+    collect(batch_norm(x, w, b, rm, rv, true));
+    collect(batch_norm(x, w, b, rm, rv, false));
+    collect(layer_norm(x, {96}, w, b));
+    collect(group_norm(x, 8, w, b));
+    out.push_back(rm.to_vector());
+    out.push_back(rv.to_vector());
+    omp_set_num_threads(saved);
+    return out;
+  };
+  auto one = run(1), many = run(std::max(4, omp_get_max_threads()));
+  ASSERT_EQ(one.size(), many.size());
+  for (std::size_t i = 0; i < one.size(); ++i) EXPECT_EQ(one[i], many[i]) << "result " << i;
 }
 
 }  // namespace
