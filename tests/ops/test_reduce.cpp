@@ -138,3 +138,23 @@ TEST(Reduce, Errors) {
 }
 
 }  // namespace
+
+namespace {
+TEST(Allclose, TolerancesAndNaN) {
+  auto a = from_vector<double>({1.0, 2.0, INFINITY});
+  EXPECT_TRUE(allclose(a, from_vector<double>({1.0 + 1e-9, 2.0, INFINITY})));
+  EXPECT_FALSE(allclose(a, from_vector<double>({1.1, 2.0, INFINITY})));
+  EXPECT_TRUE(allclose(a, from_vector<double>({1.1, 2.0, INFINITY}), 0.2));
+  auto n = from_vector<double>({NAN});
+  EXPECT_FALSE(allclose(n, n));
+  EXPECT_TRUE(allclose(n, n, 0, 0, true));
+  EXPECT_TRUE(allclose(from_vector<double>({3.0, 3.0}), from_vector<double>({3.0})));  // broadcast
+}
+
+TEST(CheckFinite, NamesWhatAndWhere) {
+  EXPECT_TRUE(all_finite(ones<float>({4})));
+  auto x = from_vector<float>({1.f, 2.f, NAN, 4.f}, {2, 2});
+  EXPECT_FALSE(all_finite(x));
+  expect_error([&] { check_finite(x, "audio batch"); }, {"audio batch", "nan", "flat index 2", "(2,2)"});
+}
+}  // namespace

@@ -260,3 +260,51 @@ Tensor<T, D> cumsum(const Tensor<T, D>& x, std::int64_t axis) {
 }
 
 }  // namespace avgrad
+
+namespace avgrad {
+
+/// True when |a − b| ≤ atol + rtol·|b| everywhere (shapes broadcast, as numpy.allclose);
+/// NaNs compare unequal unless equal_nan.
+template <Floating T, Device D>
+bool allclose(const Tensor<T, D>& a, const Tensor<T, D>& b, double rtol = 1e-5, double atol = 1e-8,
+              bool equal_nan = false) {
+  detail::check_defined(a, "allclose");
+  detail::check_defined(b, "allclose");
+  NoGradGuard ng;
+  auto bad = detail::map<bool>(
+      a.detach(), b.detach(),
+      [=](T x, T y) {
+        if (std::isnan(x) || std::isnan(y)) return !(equal_nan && std::isnan(x) && std::isnan(y));
+        if (x == y) return false;  // equal infinities
+        return !(std::abs(static_cast<double>(x) - static_cast<double>(y)) <= atol + rtol * std::abs(static_cast<double>(y)));
+      },
+      "allclose");
+  for (bool v : bad.to_vector())
+    if (v) return false;
+  return true;
+}
+
+/// True when every element is finite.
+template <Floating T, Device D>
+bool all_finite(const Tensor<T, D>& x) {
+  detail::check_defined(x, "all_finite");
+  auto n = detail::reduce<std::int64_t, std::int64_t>(
+      x, detail::normalize_axes({}, x.dim(), "all_finite"), false, std::int64_t{0},
+      [](T v) { return std::int64_t{!std::isfinite(v)}; }, [](std::int64_t p, std::int64_t q) { return p + q; },
+      [](std::int64_t p) { return p; });
+  return n.item() == 0;
+}
+
+/// Throws avgrad::Error naming `what` and the first non-finite element's index
+/// when x holds NaN or ±inf (inputs to attacks, losses, data files).
+template <Floating T>
+void check_finite(const Tensor<T, Cpu>& x, const std::string& what) {
+  if (all_finite(x)) return;
+  auto v = x.to_vector();
+  for (std::size_t i = 0; i < v.size(); ++i)
+    if (!std::isfinite(v[i]))
+      throw Error(what, detail::concat("non-finite value ", v[i], " at flat index ", i, " of tensor of shape ",
+                                       x.shape()));
+}
+
+}  // namespace avgrad
