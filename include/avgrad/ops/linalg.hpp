@@ -306,6 +306,7 @@ Tensor<T, D> linear(const Tensor<T, D>& x, const Tensor<T, D>& w, const Tensor<T
   if (has_bias) {
     const T* bp = bias.data();
     const std::int64_t bs = bias.stride(0);
+#pragma omp parallel for schedule(static) if (rows * out_f >= cpu::kParallelGrain && !omp_in_parallel())
     for (std::int64_t r = 0; r < rows; ++r)
       for (std::int64_t j = 0; j < out_f; ++j) yp[r * out_f + j] = bp[j * bs];
   }
