@@ -163,8 +163,10 @@ TEST(LayersTorch, Sequential) {
   auto lines = [](const std::string& s) {
     std::vector<std::string> v(1);
     for (char ch : s) {
-      if (ch == '\n') v.emplace_back();
-      else v.back().push_back(ch);
+      if (ch == '\n')
+        v.emplace_back();
+      else
+        v.back().push_back(ch);
     }
     return v;
   };
@@ -324,7 +326,8 @@ TEST(LayersGradcheck, SequentialAndActivations) {
   Generator g(14);
   nn::Sequential<double> seq(std::make_unique<nn::Conv1d<double>>(2, 3, 3, 1, 1, 1, 1, true, g),
                              std::make_unique<nn::BatchNorm1d<double>>(3), std::make_unique<nn::SiLU<double>>(),
-                             std::make_unique<nn::Flatten<double>>(), std::make_unique<nn::Linear<double>>(12, 2, true, g));
+                             std::make_unique<nn::Flatten<double>>(),
+                             std::make_unique<nn::Linear<double>>(12, 2, true, g));
   auto& conv = seq.get<nn::Conv1d<double>>(0);
   Fn f = [&](const std::vector<TD>& v) {
     conv.weight = v[1];

@@ -40,9 +40,12 @@ inline std::string py_float(double v) {
   const auto nd = static_cast<int>(digits.size());
   std::string out;
   if (point > -4 && point <= 16) {
-    if (point <= 0) out = "0." + std::string(static_cast<std::size_t>(-point), '0') + digits;
-    else if (point >= nd) out = digits + std::string(static_cast<std::size_t>(point - nd), '0') + ".0";
-    else out = digits.substr(0, static_cast<std::size_t>(point)) + "." + digits.substr(static_cast<std::size_t>(point));
+    if (point <= 0)
+      out = "0." + std::string(static_cast<std::size_t>(-point), '0') + digits;
+    else if (point >= nd)
+      out = digits + std::string(static_cast<std::size_t>(point - nd), '0') + ".0";
+    else
+      out = digits.substr(0, static_cast<std::size_t>(point)) + "." + digits.substr(static_cast<std::size_t>(point));
   } else {
     out = digits.substr(0, 1) + (nd > 1 ? "." + digits.substr(1) : std::string());
     char eb[16];
@@ -55,8 +58,7 @@ inline std::string py_float(double v) {
 /// An integral double as a Python int ("20"), anything else as py_float: for
 /// arguments torch declares as int by default (Softplus's beta, threshold).
 inline std::string py_number(double v) {
-  if (std::isfinite(v) && v == std::trunc(v) && std::abs(v) < 1e15)
-    return std::to_string(static_cast<std::int64_t>(v));
+  if (std::isfinite(v) && v == std::trunc(v) && std::abs(v) < 1e15) return std::to_string(static_cast<std::int64_t>(v));
   return py_float(v);
 }
 
@@ -183,7 +185,7 @@ class Flatten : public UnaryModule<T, D> {
     return x.flatten(start_, end_);
   }
   std::string describe() const override {
-    return detail::concat("Flatten(start_dim=", start_, ", end_dim=", end_, ")");
+    return avgrad::detail::concat("Flatten(start_dim=", start_, ", end_dim=", end_, ")");
   }
 
  private:

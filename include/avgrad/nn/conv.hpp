@@ -27,9 +27,12 @@ std::string py_tuple(const ConvArg<N>& a) {
 /// Spatial dim letters for messages: "L", "H, W", "D, H, W".
 template <int N>
 constexpr const char* spatial_letters() {
-  if constexpr (N == 1) return "L";
-  else if constexpr (N == 2) return "H, W";
-  else return "D, H, W";
+  if constexpr (N == 1)
+    return "L";
+  else if constexpr (N == 2)
+    return "H, W";
+  else
+    return "D, H, W";
 }
 }  // namespace repr
 
@@ -50,8 +53,8 @@ class ConvLayer : public UnaryModule<T, D> {
       for (int i = 0; i < N; ++i) {
         const std::int64_t extent = xb.size(2 + i) + 2 * padding_[i], eff = dilation_[i] * (kernel_[i] - 1) + 1;
         AVGRAD_CHECK(eff <= extent, name_, "input ", x.shape(), " padded by ", repr::py_tuple(padding_),
-                     " is smaller than the kernel ", repr::py_tuple(kernel_), " dilated by ",
-                     repr::py_tuple(dilation_), " in spatial dim ", i);
+                     " is smaller than the kernel ", repr::py_tuple(kernel_), " dilated by ", repr::py_tuple(dilation_),
+                     " in spatial dim ", i);
       }
     }
     Tensor<T, D> y;
@@ -71,8 +74,8 @@ class ConvLayer : public UnaryModule<T, D> {
   /// As torch's repr: "Conv2d(1, 8, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))";
   /// padding, dilation, output_padding, groups and bias appear only when not default.
   std::string describe() const override {
-    std::string s = detail::concat(name_, "(", in_, ", ", out_, ", kernel_size=", repr::py_tuple(kernel_),
-                                   ", stride=", repr::py_tuple(stride_));
+    std::string s = avgrad::detail::concat(name_, "(", in_, ", ", out_, ", kernel_size=", repr::py_tuple(kernel_),
+                                           ", stride=", repr::py_tuple(stride_));
     auto all = [](const ConvArg<N>& a, std::int64_t v) {
       for (int i = 0; i < N; ++i)
         if (a[i] != v) return false;
@@ -81,7 +84,7 @@ class ConvLayer : public UnaryModule<T, D> {
     if (!all(padding_, 0)) s += ", padding=" + repr::py_tuple(padding_);
     if (!all(dilation_, 1)) s += ", dilation=" + repr::py_tuple(dilation_);
     if (!all(output_padding_, 0)) s += ", output_padding=" + repr::py_tuple(output_padding_);
-    if (groups_ != 1) s += detail::concat(", groups=", groups_);
+    if (groups_ != 1) s += avgrad::detail::concat(", groups=", groups_);
     if (!bias.defined()) s += ", bias=False";
     return s + ")";
   }

@@ -60,8 +60,8 @@ class Embedding : public Module<T, D> {
 
   /// As torch: "Embedding(10, 3)", "Embedding(10, 3, padding_idx=0)".
   std::string describe() const override {
-    return detail::concat("Embedding(", num_, ", ", dim_, padding_ ? detail::concat(", padding_idx=", *padding_) : "",
-                          ")");
+    const std::string pad = padding_ ? avgrad::detail::concat(", padding_idx=", *padding_) : std::string();
+    return avgrad::detail::concat("Embedding(", num_, ", ", dim_, pad, ")");
   }
   std::int64_t num_embeddings() const { return num_; }
   std::int64_t embedding_dim() const { return dim_; }

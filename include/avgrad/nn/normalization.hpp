@@ -60,7 +60,8 @@ class BatchNormBase : public UnaryModule<T, D> {
     double factor = momentum_.value_or(0.0);
     if (this->is_training() && track) {
       NoGradGuard no_grad;
-      apply_(num_batches_tracked, [](T v) { return v + T(1); }, name_);
+      auto increment = [](T v) { return v + T(1); };
+      apply_(num_batches_tracked, increment, name_);
       if (!momentum_) factor = 1.0 / static_cast<double>(num_batches_tracked.item());
     }
     const bool use_batch_stats = this->is_training() || !track;
@@ -71,23 +72,28 @@ class BatchNormBase : public UnaryModule<T, D> {
 
   /// As torch: "BatchNorm2d(8, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)".
   std::string describe() const override {
-    return detail::concat(name_, "(", features_, ", eps=", repr::py_float(eps_),
-                          ", momentum=", momentum_ ? repr::py_float(*momentum_) : std::string("None"),
-                          ", affine=", repr::py_bool(weight.defined()),
-                          ", track_running_stats=", repr::py_bool(running_mean.defined()), ")");
+    return avgrad::detail::concat(name_, "(", features_, ", eps=", repr::py_float(eps_),
+                                  ", momentum=", momentum_ ? repr::py_float(*momentum_) : std::string("None"),
+                                  ", affine=", repr::py_bool(weight.defined()),
+                                  ", track_running_stats=", repr::py_bool(running_mean.defined()), ")");
   }
 
   std::int64_t num_features() const { return features_; }
   double eps() const { return eps_; }
   std::optional<double> momentum() const { return momentum_; }
 
-  Tensor<T, D> weight, bias;                                   ///< (C) when affine
+  Tensor<T, D> weight, bias;                                    ///< (C) when affine
   Tensor<T, D> running_mean, running_var, num_batches_tracked;  ///< (C), (C), () when tracking
 
  protected:
   BatchNormBase(const char* name, const char* ranks, int min_rank, int max_rank, std::int64_t num_features, double eps,
                 std::optional<double> momentum, bool affine, bool track_running_stats)
-      : name_(name), ranks_(ranks), min_rank_(min_rank), max_rank_(max_rank), features_(num_features), eps_(eps),
+      : name_(name),
+        ranks_(ranks),
+        min_rank_(min_rank),
+        max_rank_(max_rank),
+        features_(num_features),
+        eps_(eps),
         momentum_(momentum) {
     AVGRAD_CHECK(num_features > 0, name, "num_features must be positive, got ", num_features);
     AVGRAD_CHECK(eps >= 0 && std::isfinite(eps), name, "eps must be finite and non-negative, got ", eps);
@@ -178,8 +184,8 @@ class GroupNorm : public UnaryModule<T, D> {
   }
   /// As torch: "GroupNorm(2, 8, eps=1e-05, affine=True)".
   std::string describe() const override {
-    return detail::concat("GroupNorm(", groups_, ", ", channels_, ", eps=", repr::py_float(eps_),
-                          ", affine=", repr::py_bool(weight.defined()), ")");
+    return avgrad::detail::concat("GroupNorm(", groups_, ", ", channels_, ", eps=", repr::py_float(eps_),
+                                  ", affine=", repr::py_bool(weight.defined()), ")");
   }
   std::int64_t num_groups() const { return groups_; }
   std::int64_t num_channels() const { return channels_; }

@@ -62,7 +62,7 @@ class Sequential : public UnaryModule<T, D> {
     return *p;
   }
 
-  std::string describe() const override { return detail::concat("Sequential(", layers_.size(), " layers)"); }
+  std::string describe() const override { return avgrad::detail::concat("Sequential(", layers_.size(), " layers)"); }
 
   /// torch's multi-line repr: "Sequential(\n  (0): Conv2d(…)\n  (1): ReLU()\n)",
   /// nested Sequentials indented one more level.
@@ -73,7 +73,7 @@ class Sequential : public UnaryModule<T, D> {
       std::string child = seq ? seq->repr() : layers_[i]->describe();
       std::string indented;
       for (char c : child) indented += c == '\n' ? std::string("\n  ") : std::string(1, c);
-      s += detail::concat("\n  (", i, "): ", indented);
+      s += avgrad::detail::concat("\n  (", i, "): ", indented);
     }
     return s + (layers_.empty() ? ")" : "\n)");
   }
