@@ -1,4 +1,4 @@
-// The umbrella header: core, autograd and every CPU op family. Include single
+// The umbrella header: core, autograd, every CPU op family and the nn layers. Include single
 // headers instead to keep compile times down in large projects.
 #pragma once
 
@@ -10,6 +10,19 @@
 #include "avgrad/core/philox.hpp"
 #include "avgrad/core/shape.hpp"
 #include "avgrad/core/tensor.hpp"
+#include "avgrad/nn/activation.hpp"
+#include "avgrad/nn/attention.hpp"
+#include "avgrad/nn/conv.hpp"
+#include "avgrad/nn/dropout.hpp"
+#include "avgrad/nn/embedding.hpp"
+#include "avgrad/nn/init.hpp"
+#include "avgrad/nn/linear.hpp"
+#include "avgrad/nn/module.hpp"
+#include "avgrad/nn/normalization.hpp"
+#include "avgrad/nn/patch.hpp"
+#include "avgrad/nn/positional.hpp"
+#include "avgrad/nn/sequential.hpp"
+#include "avgrad/nn/transformer.hpp"
 #include "avgrad/ops/attention.hpp"
 #include "avgrad/ops/binary.hpp"
 #include "avgrad/ops/conv.hpp"
