@@ -60,7 +60,13 @@ nn::LoadReport load_state_dict(const std::filesystem::path& path, nn::Module<T, 
   const auto f = SafetensorsFile::open(path);
   detail::check_format(f, path, "state_dict", "load_state_dict");
   nn::StateDict<T, Cpu> dict;
-  for (const auto& n : f.names()) dict.emplace(n, f.get<T>(n));
+  for (const auto& n : f.names()) {
+    // PyTorch stores counters (BatchNorm's num_batches_tracked) as int64; avgrad
+    // state dicts are of one floating type, so integer entries are converted.
+    const auto& dt = f.dtype(n);
+    const bool integer = dt[0] == 'I' || dt[0] == 'U' || dt == "BOOL";
+    dict.emplace(n, integer ? f.get<std::int64_t>(n).template to<T>() : f.get<T>(n));
+  }
   try {
     return module.load_state_dict(dict, strict);
   } catch (const Error& e) {
