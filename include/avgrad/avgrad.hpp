@@ -1,15 +1,18 @@
-// The umbrella header: core, autograd, every CPU op family and the nn layers. Include single
+// The umbrella header: core, autograd, every CPU op family, nn layers, optimizers, tensor files
+// and checkpoints. Include single
 // headers instead to keep compile times down in large projects.
 #pragma once
 
 #include "avgrad/autograd/engine.hpp"
-#include "avgrad/autograd/gradcheck.hpp"
 #include "avgrad/autograd/grad_mode.hpp"
+#include "avgrad/autograd/gradcheck.hpp"
 #include "avgrad/core/allocator.hpp"
 #include "avgrad/core/error.hpp"
 #include "avgrad/core/philox.hpp"
 #include "avgrad/core/shape.hpp"
 #include "avgrad/core/tensor.hpp"
+#include "avgrad/data/npy.hpp"
+#include "avgrad/data/safetensors.hpp"
 #include "avgrad/nn/activation.hpp"
 #include "avgrad/nn/attention.hpp"
 #include "avgrad/nn/conv.hpp"
@@ -37,4 +40,9 @@
 #include "avgrad/ops/softmax.hpp"
 #include "avgrad/ops/unary.hpp"
 #include "avgrad/ops/view.hpp"
+#include "avgrad/optim/adam.hpp"
+#include "avgrad/optim/clip.hpp"
+#include "avgrad/optim/schedule.hpp"
+#include "avgrad/optim/sgd.hpp"
+#include "avgrad/train/checkpoint.hpp"
 #include "avgrad/train/progress.hpp"
