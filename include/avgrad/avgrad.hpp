@@ -1,6 +1,5 @@
 // The umbrella header: core, autograd, every CPU op family, nn layers, optimizers, tensor files
-// and checkpoints. Include single
-// headers instead to keep compile times down in large projects.
+// and checkpoints. Include single headers instead to keep compile times down in large projects.
 #pragma once
 
 #include "avgrad/autograd/engine.hpp"
