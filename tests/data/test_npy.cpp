@@ -17,59 +17,13 @@
 
 #include "avgrad/data/npy.hpp"
 
+#include "data/file_support.hpp"
+
 namespace fs = std::filesystem;
 using namespace avgrad;
+using namespace avgrad::testing;
 
 namespace {
-
-const double kInf = std::numeric_limits<double>::infinity();
-const double kNaN = std::numeric_limits<double>::quiet_NaN();
-
-struct Expected {
-  const char* name;
-  const char* file;
-  const char* dtype;
-  std::vector<std::int64_t> shape;
-  std::vector<double> f;
-  std::vector<std::int64_t> i;
-};
-const std::vector<Expected> kExpected = {
-#include "data/fixtures/expected.inc"
-};
-
-const fs::path kFixtures = fs::path(__FILE__).parent_path() / "fixtures";
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path = fs::temp_directory_path() / (std::string("avgrad_npy_") + info->name() + "_" + std::to_string(::getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  fs::path operator/(const std::string& name) const { return path / name; }
-};
-
-std::vector<std::uint8_t> read_all(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-void write_raw(const fs::path& p, const std::vector<std::uint8_t>& bytes) {
-  std::ofstream out(p, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-}
-
-void expect_error(const std::function<void()>& body, const std::vector<std::string>& fragments) {
-  try {
-    body();
-    ADD_FAILURE() << "expected avgrad::Error, nothing was thrown";
-  } catch (const avgrad::Error& e) {
-    const std::string msg = e.what();
-    for (const auto& f : fragments)
-      EXPECT_NE(msg.find(f), std::string::npos) << "message: " << msg << "\nmissing: " << f;
-  }
-}
 
 /// A .npy image with a hand-written header dict (padded to 64) and data bytes.
 std::vector<std::uint8_t> npy_image(const std::string& dict, const std::vector<std::uint8_t>& data = {},
@@ -184,7 +138,7 @@ void expect_same(const Tensor<T, Cpu>& a, const Tensor<T, Cpu>& b) {
 }
 
 TEST(NpyRoundTrip, EveryElementTypeEmptyRankZeroNonContiguous) {
-  TempDir dir;
+  TempDir dir("avgrad_npy_");
   Generator g(11);
   auto f32 = randn<float>(Shape{2, 3, 4}, g);
   auto f64 = from_vector<double>({-0.0, kInf, kNaN, std::numeric_limits<double>::denorm_min(), 1e300});
@@ -279,13 +233,13 @@ TEST(NpyRoundTrip, MatchesCommittedFilesReadByNumpy) {
 // ---- malformed files ---------------------------------------------------------------------------
 
 TEST(NpyErrors, MissingFile) {
-  TempDir dir;
+  TempDir dir("avgrad_npy_");
   expect_error([&] { load_npy<float>(dir / "nope.npy"); }, {"load_npy", "nope.npy", "No such file"});
   expect_error([&] { NpzFile::open(dir / "nope.npz"); }, {"load_npz", "nope.npz", "No such file"});
 }
 
 TEST(NpyErrors, TruncatedAtEveryCutPoint) {
-  TempDir dir;
+  TempDir dir("avgrad_npy_");
   const auto full = npy_to_bytes(from_vector<double>({1, 2, 3}));
   for (std::size_t cut = 0; cut < full.size(); ++cut) {
     const std::vector<std::uint8_t> part(full.begin(), full.begin() + static_cast<long>(cut));
@@ -340,7 +294,7 @@ TEST(NpyErrors, MalformedHeaders) {
 }
 
 TEST(NpzErrors, TruncatedCorruptAndNotAnArchive) {
-  TempDir dir;
+  TempDir dir("avgrad_npy_");
   NpzWriter w;
   w.add("a", from_vector<float>({1, 2, 3})).add("b", scalar<std::int64_t>(5));
   const auto full = w.to_bytes();

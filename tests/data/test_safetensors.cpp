@@ -21,61 +21,13 @@
 #include "avgrad/data/detail/json.hpp"
 #include "avgrad/data/safetensors.hpp"
 
+#include "data/file_support.hpp"
+
 namespace fs = std::filesystem;
 using namespace avgrad;
+using namespace avgrad::testing;
 
 namespace {
-
-const double kInf = std::numeric_limits<double>::infinity();
-const double kNaN = std::numeric_limits<double>::quiet_NaN();
-
-struct Expected {
-  const char* name;
-  const char* file;
-  const char* dtype;
-  std::vector<std::int64_t> shape;
-  std::vector<double> f;
-  std::vector<std::int64_t> i;
-};
-const std::vector<Expected> kExpected = {
-#include "data/fixtures/expected.inc"
-};
-
-const fs::path kFixtures = fs::path(__FILE__).parent_path() / "fixtures";
-
-/// A fresh directory under the system temp dir, removed with its contents at scope exit.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path = fs::temp_directory_path() / (std::string("avgrad_st_") + info->name() + "_" + std::to_string(::getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  fs::path operator/(const std::string& name) const { return path / name; }
-};
-
-std::vector<std::uint8_t> read_all(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-void write_raw(const fs::path& p, const std::vector<std::uint8_t>& bytes) {
-  std::ofstream out(p, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-}
-
-/// Expects body to throw avgrad::Error whose message contains every fragment.
-void expect_error(const std::function<void()>& body, const std::vector<std::string>& fragments) {
-  try {
-    body();
-    ADD_FAILURE() << "expected avgrad::Error, nothing was thrown";
-  } catch (const avgrad::Error& e) {
-    const std::string msg = e.what();
-    for (const auto& f : fragments)
-      EXPECT_NE(msg.find(f), std::string::npos) << "message: " << msg << "\nmissing: " << f;
-  }
-}
 
 /// A file image from a header text and data bytes (the header is used verbatim).
 std::vector<std::uint8_t> image(const std::string& header, const std::vector<std::uint8_t>& data = {},
@@ -187,7 +139,7 @@ void expect_round_trip(const SafetensorsFile& f, const std::string& name, const 
 }
 
 TEST(SafetensorsRoundTrip, EveryElementType) {
-  TempDir dir;
+  TempDir dir("avgrad_st_");
   Generator g(3);
   auto f32 = randn<float>(Shape{3, 4}, g);
   auto f64 = randn<double>(Shape{2, 2, 2}, g);
@@ -328,14 +280,14 @@ TEST(SafetensorsWriter, MatchesCommittedFileReadByTorch) {
 // ---- malformed files -----------------------------------------------------------------------------
 
 TEST(SafetensorsErrors, MissingFileAndDirectory) {
-  TempDir dir;
+  TempDir dir("avgrad_st_");
   expect_error([&] { SafetensorsFile::open(dir / "nope.safetensors"); },
                {"safetensors", "nope.safetensors", "No such file"});
   expect_error([&] { SafetensorsFile::open(dir.path); }, {dir.path.string(), "not a regular file"});
 }
 
 TEST(SafetensorsErrors, TruncatedAtEveryCutPoint) {
-  TempDir dir;
+  TempDir dir("avgrad_st_");
   const auto full = avgrad_written().to_bytes();
   for (std::size_t cut = 0; cut < full.size(); ++cut) {
     const std::vector<std::uint8_t> part(full.begin(), full.begin() + static_cast<long>(cut));
@@ -355,7 +307,7 @@ TEST(SafetensorsErrors, TruncatedAtEveryCutPoint) {
 }
 
 TEST(SafetensorsErrors, HeaderLength) {
-  TempDir dir;
+  TempDir dir("avgrad_st_");
   const fs::path p = dir / "len.safetensors";
   write_raw(p, image("{}", {}, 1000));
   expect_error([&] { SafetensorsFile::open(p); }, {p.string(), "header length 1000 exceeds the 2 bytes"});
@@ -533,7 +485,7 @@ std::vector<fs::path> temp_files_in(const fs::path& dir) {
 }  // namespace
 
 TEST(AtomicFile, MissingDirectoryThrowsAndLeavesNothing) {
-  TempDir dir;
+  TempDir dir("avgrad_st_");
   const fs::path p = dir / "no_such_dir" / "x.safetensors";
   SafetensorsWriter w;
   w.add("x", scalar<float>(1));
@@ -544,7 +496,7 @@ TEST(AtomicFile, MissingDirectoryThrowsAndLeavesNothing) {
 }
 
 TEST(AtomicFile, ReplacesExistingTargetWhole) {
-  TempDir dir;
+  TempDir dir("avgrad_st_");
   const fs::path p = dir / "model.safetensors";
   SafetensorsWriter big;
   big.add("w", zeros<double>(Shape{1000}));
@@ -563,7 +515,7 @@ TEST(AtomicFile, ReplacesExistingTargetWhole) {
 }
 
 TEST(AtomicFile, AbandonedWriteKeepsOldContents) {
-  TempDir dir;
+  TempDir dir("avgrad_st_");
   const fs::path p = dir / "a.bin";
   write_file_atomic(p, "old contents");
   {
@@ -584,7 +536,7 @@ TEST(AtomicFile, AbandonedWriteKeepsOldContents) {
 
 // A process that dies mid-write (no destructor runs) must leave the old target intact.
 TEST(AtomicFile, CrashMidWriteLeavesTargetIntact) {
-  TempDir dir;
+  TempDir dir("avgrad_st_");
   const fs::path p = dir / "ckpt.safetensors";
   SafetensorsWriter old;
   old.add("w", from_vector<float>({1, 2, 3}));

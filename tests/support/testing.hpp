@@ -10,6 +10,7 @@
 
 #include "avgrad/autograd/gradcheck.hpp"
 #include "avgrad/core/tensor.hpp"
+#include "support/expect_error.hpp"
 
 namespace avgrad::testing {
 
@@ -41,17 +42,6 @@ inline void expect_gradcheck(const Fn& f, const std::vector<TD>& inputs, Gradche
   auto r = gradcheck<double>(f, inputs, opt);
   EXPECT_TRUE(r.ok) << r.report << "(checked " << r.checked << ", skipped " << r.skipped << ")";
   EXPECT_GT(r.checked, 0) << "gradcheck compared no element";
-}
-
-/// Expects `body` to throw avgrad::Error whose message contains every fragment.
-inline void expect_error(const std::function<void()>& body, const std::vector<std::string>& fragments) {
-  try {
-    body();
-    ADD_FAILURE() << "expected avgrad::Error, nothing was thrown";
-  } catch (const avgrad::Error& e) {
-    std::string msg = e.what();
-    for (const auto& f : fragments) EXPECT_NE(msg.find(f), std::string::npos) << "message: " << msg << "\nmissing: " << f;
-  }
 }
 
 template <class T>
