@@ -63,16 +63,27 @@ Options parse(int argc, char** argv) {
       }
       return v;
     };
-    if (a == "--help" || a == "-h") { usage(); std::exit(0); }
-    else if (a == "--epochs") o.epochs = static_cast<std::int64_t>(number(1));
-    else if (a == "--batch") o.batch = static_cast<std::int64_t>(number(1));
-    else if (a == "--train") o.train = static_cast<std::int64_t>(number(1));
-    else if (a == "--test") o.test = static_cast<std::int64_t>(number(1));
-    else if (a == "--lr") o.lr = number(0);
-    else if (a == "--momentum") o.momentum = number(0);
-    else if (a == "--noise") o.noise = number(0);
-    else if (a == "--seed") o.seed = static_cast<std::uint64_t>(number(0));
-    else if (a == "--check") o.check = true;
+    if (a == "--help" || a == "-h") {
+      usage();
+      std::exit(0);
+    } else if (a == "--epochs")
+      o.epochs = static_cast<std::int64_t>(number(1));
+    else if (a == "--batch")
+      o.batch = static_cast<std::int64_t>(number(1));
+    else if (a == "--train")
+      o.train = static_cast<std::int64_t>(number(1));
+    else if (a == "--test")
+      o.test = static_cast<std::int64_t>(number(1));
+    else if (a == "--lr")
+      o.lr = number(0);
+    else if (a == "--momentum")
+      o.momentum = number(0);
+    else if (a == "--noise")
+      o.noise = number(0);
+    else if (a == "--seed")
+      o.seed = static_cast<std::uint64_t>(number(0));
+    else if (a == "--check")
+      o.check = true;
     else {
       std::fprintf(stderr, "train_cnn: unknown option %s (see --help)\n", a.c_str());
       std::exit(2);
@@ -96,10 +107,18 @@ std::pair<Tf, Tensor<std::int64_t>> make_bars(std::int64_t n, double noise, Gene
     for (std::int64_t t = start; t < start + len; ++t) {
       std::int64_t r = 0, c = 0;
       switch (label) {
-        case 0: r = pos, c = t; break;
-        case 1: r = t, c = pos; break;
-        case 2: r = t, c = t; break;
-        default: r = t, c = kSize - 1 - t; break;
+        case 0:
+          r = pos, c = t;
+          break;
+        case 1:
+          r = t, c = pos;
+          break;
+        case 2:
+          r = t, c = t;
+          break;
+        default:
+          r = t, c = kSize - 1 - t;
+          break;
       }
       img[r * kSize + c] += 1.5f;
     }
@@ -121,10 +140,20 @@ struct Model {
   Tf rm1, rv1, rm2, rv2;                      // running statistics (buffers)
 
   explicit Model(Generator& gen)
-      : w1(uniform_init({8, 1, 3, 3}, 9, gen)), b1(uniform_init({8}, 9, gen)), g1(ones<T>({8})), s1(zeros<T>({8})),
-        w2(uniform_init({16, 8, 3, 3}, 72, gen)), b2(uniform_init({16}, 72, gen)), g2(ones<T>({16})),
-        s2(zeros<T>({16})), wf(uniform_init({kClasses, 16}, 16, gen)), bf(uniform_init({kClasses}, 16, gen)),
-        rm1(zeros<T>({8})), rv1(ones<T>({8})), rm2(zeros<T>({16})), rv2(ones<T>({16})) {
+      : w1(uniform_init({8, 1, 3, 3}, 9, gen)),
+        b1(uniform_init({8}, 9, gen)),
+        g1(ones<T>({8})),
+        s1(zeros<T>({8})),
+        w2(uniform_init({16, 8, 3, 3}, 72, gen)),
+        b2(uniform_init({16}, 72, gen)),
+        g2(ones<T>({16})),
+        s2(zeros<T>({16})),
+        wf(uniform_init({kClasses, 16}, 16, gen)),
+        bf(uniform_init({kClasses}, 16, gen)),
+        rm1(zeros<T>({8})),
+        rv1(ones<T>({8})),
+        rm2(zeros<T>({16})),
+        rv2(ones<T>({16})) {
     for (Tf* p : {&g1, &s1, &g2, &s2}) p->requires_grad_();
   }
   std::vector<Tf*> parameters() { return {&w1, &b1, &g1, &s1, &w2, &b2, &g2, &s2, &wf, &bf}; }
@@ -132,10 +161,10 @@ struct Model {
   /// x (B, 1, 16, 16) → logits (B, K).
   Tf forward(const Tf& x, bool training) {
     auto h = relu(batch_norm(conv2d(x, w1, b1, 1, 1), g1, s1, rm1, rv1, training));  // (B, 8, 16, 16)
-    h = max_pool2d(h, 2);                                                              // (B, 8, 8, 8)
-    h = relu(batch_norm(conv2d(h, w2, b2, 1, 1), g2, s2, rm2, rv2, training));         // (B, 16, 8, 8)
-    h = max_pool2d(h, 2);                                                              // (B, 16, 4, 4)
-    return linear(global_avg_pool(h), wf, bf);                                         // (B, K)
+    h = max_pool2d(h, 2);                                                            // (B, 8, 8, 8)
+    h = relu(batch_norm(conv2d(h, w2, b2, 1, 1), g2, s2, rm2, rv2, training));       // (B, 16, 8, 8)
+    h = max_pool2d(h, 2);                                                            // (B, 16, 4, 4)
+    return linear(global_avg_pool(h), wf, bf);                                       // (B, K)
   }
 };
 
@@ -204,10 +233,10 @@ int main(int argc, char** argv) {
     test_acc = accuracy(logits, yte);
     test_loss = cross_entropy(logits, yte).item();
   }
-  std::printf("\n| metric | value |\n| --- | --- |\n| first train loss | %.4f |\n| final train loss (EMA) | %.4f |\n"
-              "| test loss | %.4f |\n| test accuracy | %.4f |\n| chance accuracy | %.4f |\n| wall time | %s |\n",
-              first_loss, recent, test_loss, test_acc, 1.0 / kClasses,
-              ProgressBar::format_duration(bar.seconds()).c_str());
+  std::printf(
+      "\n| metric | value |\n| --- | --- |\n| first train loss | %.4f |\n| final train loss (EMA) | %.4f |\n"
+      "| test loss | %.4f |\n| test accuracy | %.4f |\n| chance accuracy | %.4f |\n| wall time | %s |\n",
+      first_loss, recent, test_loss, test_acc, 1.0 / kClasses, ProgressBar::format_duration(bar.seconds()).c_str());
   if (opt.check && !(recent < 0.5 * first_loss && test_acc > 0.8)) {
     std::fprintf(stderr, "train_cnn: check failed: loss %.4f -> %.4f, test accuracy %.4f\n", first_loss, recent,
                  test_acc);

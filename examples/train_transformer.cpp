@@ -74,23 +74,41 @@ Options parse(int argc, char** argv) {
       return v;
     };
     auto integer = [&](double lo) { return static_cast<std::int64_t>(number(lo)); };
-    if (a == "--help" || a == "-h") { usage(); std::exit(0); }
-    else if (a == "--steps") o.steps = integer(1);
-    else if (a == "--batch") o.batch = integer(1);
-    else if (a == "--length") o.length = integer(2);
-    else if (a == "--dim") o.dim = integer(1);
-    else if (a == "--heads") o.heads = integer(1);
-    else if (a == "--layers") o.layers = integer(1);
-    else if (a == "--save-every") o.save_every = integer(1);
-    else if (a == "--lr") o.lr = number(0);
-    else if (a == "--weight-decay") o.weight_decay = number(0);
-    else if (a == "--dropout") o.dropout = number(0);
-    else if (a == "--seed") o.seed = static_cast<std::uint64_t>(number(0));
-    else if (a == "--checkpoint") o.checkpoint = value();
-    else if (a == "--resume") o.resume = true;
-    else if (a == "--verify-resume") o.verify_resume = true;
-    else if (a == "--check") o.check = true;
-    else if (a == "--quiet") o.quiet = true;
+    if (a == "--help" || a == "-h") {
+      usage();
+      std::exit(0);
+    } else if (a == "--steps")
+      o.steps = integer(1);
+    else if (a == "--batch")
+      o.batch = integer(1);
+    else if (a == "--length")
+      o.length = integer(2);
+    else if (a == "--dim")
+      o.dim = integer(1);
+    else if (a == "--heads")
+      o.heads = integer(1);
+    else if (a == "--layers")
+      o.layers = integer(1);
+    else if (a == "--save-every")
+      o.save_every = integer(1);
+    else if (a == "--lr")
+      o.lr = number(0);
+    else if (a == "--weight-decay")
+      o.weight_decay = number(0);
+    else if (a == "--dropout")
+      o.dropout = number(0);
+    else if (a == "--seed")
+      o.seed = static_cast<std::uint64_t>(number(0));
+    else if (a == "--checkpoint")
+      o.checkpoint = value();
+    else if (a == "--resume")
+      o.resume = true;
+    else if (a == "--verify-resume")
+      o.verify_resume = true;
+    else if (a == "--check")
+      o.check = true;
+    else if (a == "--quiet")
+      o.quiet = true;
     else {
       std::fprintf(stderr, "train_transformer: unknown option %s (see --help)\n", a.c_str());
       std::exit(2);
@@ -235,8 +253,8 @@ int main(int argc, char** argv) {
     if (o.verify_resume) {
       // Straight run, then a run that saves half-way, is destroyed, and continues
       // in freshly built objects (seeded differently) from the file alone.
-      const auto path = std::filesystem::temp_directory_path() /
-                        ("avgrad_resume_" + std::to_string(::getpid()) + ".safetensors");
+      const auto path =
+          std::filesystem::temp_directory_path() / ("avgrad_resume_" + std::to_string(::getpid()) + ".safetensors");
       Options quiet = o;
       quiet.checkpoint.clear();
       Run straight(quiet, o.seed);
@@ -270,10 +288,11 @@ int main(int argc, char** argv) {
     ProgressBar bar("train", o.steps, o.batch);
     train(run, o, o.steps, o.quiet ? nullptr : &bar);
     const double acc = run.accuracy(o, o.seed + 1000);
-    std::printf("\n| metric | value |\n| --- | --- |\n| steps | %lld |\n| final train loss | %.4f |\n"
-                "| held-out accuracy | %.4f |\n| chance accuracy | %.4f |\n| wall time | %s |\n",
-                static_cast<long long>(run.step), run.losses.empty() ? 0.0 : run.losses.back(), acc,
-                1.0 / kClasses, ProgressBar::format_duration(bar.seconds()).c_str());
+    std::printf(
+        "\n| metric | value |\n| --- | --- |\n| steps | %lld |\n| final train loss | %.4f |\n"
+        "| held-out accuracy | %.4f |\n| chance accuracy | %.4f |\n| wall time | %s |\n",
+        static_cast<long long>(run.step), run.losses.empty() ? 0.0 : run.losses.back(), acc, 1.0 / kClasses,
+        ProgressBar::format_duration(bar.seconds()).c_str());
     if (o.check && acc <= 0.7) {
       std::fprintf(stderr, "train_transformer: check failed: held-out accuracy %.4f\n", acc);
       return 1;

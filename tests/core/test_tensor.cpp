@@ -123,7 +123,8 @@ TEST(Views, ErrorsNameOpAndShape) {
 TEST(Views, GradientsFlowThroughViews) {
   Fn f = [](const std::vector<TD>& x) {
     auto v = x[0].permute({1, 0, 2}).slice(2, 1, 5, 2).reshape({3, 4}).unsqueeze(0).expand({2, 3, 4});
-    return v.select(0, 1) * x[0].narrow(0, 0, 1).flatten(0, 1).narrow(0, 1, 2).narrow(1, 0, 2).t().reshape({1, 4}).contiguous();
+    return v.select(0, 1) *
+           x[0].narrow(0, 0, 1).flatten(0, 1).narrow(0, 1, 2).narrow(1, 0, 2).t().reshape({1, 4}).contiguous();
   };
   expect_gradcheck(f, {leaf({2, 3, 5}, 3)});
   Fn g = [](const std::vector<TD>& x) { return x[0].transpose(0, 1).reshape({-1}).clone(); };

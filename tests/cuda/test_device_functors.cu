@@ -18,8 +18,7 @@ bool have_gpu() {
   return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
 }
 
-template <class F>
-__global__ void forward_kernel(const float* x, float* y, float* dx, int n, F f) {
+template <class F> __global__ void forward_kernel(const float* x, float* y, float* dx, int n, F f) {
   int i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i < n) {
     y[i] = f(x[i]);
@@ -46,8 +45,7 @@ struct DeviceBuffer {
   }
 };
 
-template <class F>
-void check_functor(F f, const char* name) {
+template <class F> void check_functor(F f, const char* name) {
   const int n = 1000;
   Generator g(3);
   auto x = randn<float>({n}, g, 0.0, 3.0);

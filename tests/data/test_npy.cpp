@@ -44,8 +44,7 @@ std::vector<std::uint8_t> npy_image(const std::string& dict, const std::vector<s
 }
 
 /// Checks t against an expected record (as double or int64 values).
-template <class T>
-void expect_values(const Tensor<T, Cpu>& t, const Expected& e) {
+template <class T> void expect_values(const Tensor<T, Cpu>& t, const Expected& e) {
   EXPECT_EQ(t.shape(), Shape(e.shape));
   auto v = t.to_vector();
   if constexpr (Floating<T>) {
@@ -129,8 +128,7 @@ TEST(NpzNumpy, RejectsCompressedArchive) {
 
 // ---- round trips -------------------------------------------------------------------------------
 
-template <class T>
-void expect_same(const Tensor<T, Cpu>& a, const Tensor<T, Cpu>& b) {
+template <class T> void expect_same(const Tensor<T, Cpu>& a, const Tensor<T, Cpu>& b) {
   EXPECT_EQ(a.shape(), b.shape());
   auto x = a.to_vector(), y = b.to_vector();
   ASSERT_EQ(x.size(), y.size());

@@ -126,8 +126,7 @@ TEST(SafetensorsTorch, U8AsBoolNeedsZeroOrOne) {
 
 // ---- round trips ---------------------------------------------------------------------------------
 
-template <class T>
-void expect_round_trip(const SafetensorsFile& f, const std::string& name, const Tensor<T, Cpu>& t) {
+template <class T> void expect_round_trip(const SafetensorsFile& f, const std::string& name, const Tensor<T, Cpu>& t) {
   SCOPED_TRACE(name);
   ASSERT_TRUE(f.has(name));
   auto r = f.get<T>(name);

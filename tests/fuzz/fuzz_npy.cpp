@@ -21,8 +21,7 @@ namespace {
   std::abort();
 }
 
-template <avgrad::Element T>
-void try_npy(std::span<const std::uint8_t> bytes) {
+template <avgrad::Element T> void try_npy(std::span<const std::uint8_t> bytes) {
   try {
     auto t = avgrad::npy_from_bytes<T>(bytes, "fuzz");
     const auto h = avgrad::read_npy_header(bytes, "fuzz");
@@ -36,8 +35,7 @@ void try_npy(std::span<const std::uint8_t> bytes) {
   }
 }
 
-template <avgrad::Element T>
-void try_member(const avgrad::NpzFile& z, const std::string& name) {
+template <avgrad::Element T> void try_member(const avgrad::NpzFile& z, const std::string& name) {
   try {
     (void)z.get<T>(name);
   } catch (const avgrad::Error&) {

@@ -81,8 +81,8 @@ TEST(Module, LoadReportsMissingUnexpectedAndMismatchedByName) {
   sd.erase("b.scale");
   sd["extra.weight"] = zeros<double>({1});
   sd["a.fc.bias"] = zeros<double>({5});
-  expect_error([&] { net.load_state_dict(sd); },
-               {"load_state_dict", "missing keys: b.scale", "unexpected keys: extra.weight", "a.fc.bias: expected (4), got (5)"});
+  expect_error([&] { net.load_state_dict(sd); }, {"load_state_dict", "missing keys: b.scale",
+                                                  "unexpected keys: extra.weight", "a.fc.bias: expected (4), got (5)"});
   auto before = net.a.fc.bias.to_vector();
   auto r = net.load_state_dict(sd, /*strict=*/false);
   EXPECT_FALSE(r.ok());
@@ -121,7 +121,10 @@ TEST(Module, FreezeSubtreeStopsItsGradients) {
 TEST(Module, RegistrationErrors) {
   struct Bad : nn::Module<double> {
     Tensor<double> w = zeros<double>({2}), u;
-    void dup() { register_parameter("w", w); register_parameter("w", w); }
+    void dup() {
+      register_parameter("w", w);
+      register_parameter("w", w);
+    }
     void dotted() { register_parameter("a.b", w); }
     void undefined() { register_parameter("u", u); }
   };

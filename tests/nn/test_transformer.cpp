@@ -157,12 +157,12 @@ TEST(MultiheadAttention, GradcheckWithBothMasks) {
     mha.out_proj.weight = x[4];
     return mha(x[0], x[1], x[2], kpm, am);
   };
-  expect_gradcheck(cross, {leaf({2, 3, 4}, 1), leaf({2, 4, 4}, 2), leaf({2, 4, 4}, 3), leaf({12, 4}, 4),
-                           leaf({4, 4}, 5)});
+  expect_gradcheck(cross,
+                   {leaf({2, 3, 4}, 1), leaf({2, 4, 4}, 2), leaf({2, 4, 4}, 3), leaf({12, 4}, 4), leaf({4, 4}, 5)});
   // self-attention takes the packed-projection path
-  auto am_self = from_vector<bool>({false, true, false, true, false, false, false, true, false, true, false, false,
-                                    false, false, true, false},
-                                   {4, 4});
+  auto am_self = from_vector<bool>(
+      {false, true, false, true, false, false, false, true, false, true, false, false, false, false, true, false},
+      {4, 4});
   Fn self = [&](const std::vector<TD>& x) {
     mha.in_proj_bias = x[1];
     return mha(x[0], x[0], x[0], kpm, am_self);
@@ -202,8 +202,10 @@ TEST(MultiheadAttention, TorchMaskConventionsAtTheBoundary) {
       double s = 0;
       for (int j = 0; j < 4; ++j) {
         const double wij = w.at({bb, i, j});
-        if (am.at({i, j}) || kpm.at({bb, j})) EXPECT_EQ(wij, 0.0) << bb << "," << i << "," << j;
-        else EXPECT_GT(wij, 0.0);
+        if (am.at({i, j}) || kpm.at({bb, j}))
+          EXPECT_EQ(wij, 0.0) << bb << "," << i << "," << j;
+        else
+          EXPECT_GT(wij, 0.0);
         s += wij;
       }
       EXPECT_NEAR(s, 1.0, 1e-12);
@@ -319,8 +321,8 @@ TEST(TransformerEncoderLayer, GradcheckPrePostReluGelu) {
         layer.norm1.weight = x[2];
         return layer(x[0], kpm);
       };
-      expect_gradcheck(f, {leaf({2, 3, 4}, 1), layer.linear1.weight.detach().clone().requires_grad_(),
-                           leaf({4}, 2, 0.5, 1.5)});
+      expect_gradcheck(
+          f, {leaf({2, 3, 4}, 1), layer.linear1.weight.detach().clone().requires_grad_(), leaf({4}, 2, 0.5, 1.5)});
     }
 }
 
@@ -355,7 +357,8 @@ std::unique_ptr<nn::TransformerEncoderLayer<double>> small_layer(Generator& g, A
 TEST(TransformerEncoder, StackedNamesAndTorchReference) {
   RefCase ref{transformer_ref::encoder2_norm};
   Generator g(13);
-  nn::TransformerEncoder<double> enc([&] { return small_layer(g); }, 2, std::make_unique<nn::LayerNorm<double>>(Shape{8}));
+  nn::TransformerEncoder<double> enc([&] { return small_layer(g); }, 2,
+                                     std::make_unique<nn::LayerNorm<double>>(Shape{8}));
   auto names = names_of(enc);
   EXPECT_EQ(names.front(), "layers.0.self_attn.in_proj_weight");
   EXPECT_EQ(names[12], "layers.1.self_attn.in_proj_weight");

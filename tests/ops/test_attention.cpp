@@ -39,7 +39,8 @@ std::vector<double> reference(const TD& q, const TD& k, const TD& v, const std::
 TEST(Attention, MatchesDirectLoops) {
   auto q = leaf({2, 3, 4}, 1), k = leaf({2, 5, 4}, 2), v = leaf({2, 5, 6}, 3);
   expect_close(scaled_dot_product_attention(q, k, v), reference(q, k, v, nullptr, false), 1e-12);
-  std::vector<bool> allowed{true, false, true, true, false, false, false, false, false, false, true, true, false, true, true};
+  std::vector<bool> allowed{true,  false, true, true, false, false, false, false,
+                            false, false, true, true, false, true,  true};
   auto m = from_vector<bool>(allowed, {3, 5});
   auto out = scaled_dot_product_attention(q, k, v, {.mask = m});
   expect_close(out, reference(q, k, v, &allowed, false), 1e-12);
@@ -76,12 +77,21 @@ TEST(Attention, FullyMaskedRowGetsZeroGradient) {
 
 TEST(Attention, Errors) {
   auto q = zeros<float>({2, 3, 4});
-  expect_error([&] { (void)scaled_dot_product_attention(q, zeros<float>({2, 5, 3}), zeros<float>({2, 5, 4})); },
-               {"scaled_dot_product_attention", "width E", "(2,3,4)", "(2,5,3)"});
-  expect_error([&] { (void)scaled_dot_product_attention(q, zeros<float>({2, 5, 4}), zeros<float>({2, 4, 4})); },
-               {"length Lk"});
-  expect_error([&] { (void)scaled_dot_product_attention(q, q, q, {.mask = zeros<bool>({2, 2})}); },
-               {"scaled_dot_product_attention", "(2,2)", "(2,3,3)"});
+  expect_error(
+      [&] {
+        (void)scaled_dot_product_attention(q, zeros<float>({2, 5, 3}), zeros<float>({2, 5, 4}));
+      },
+      {"scaled_dot_product_attention", "width E", "(2,3,4)", "(2,5,3)"});
+  expect_error(
+      [&] {
+        (void)scaled_dot_product_attention(q, zeros<float>({2, 5, 4}), zeros<float>({2, 4, 4}));
+      },
+      {"length Lk"});
+  expect_error(
+      [&] {
+        (void)scaled_dot_product_attention(q, q, q, {.mask = zeros<bool>({2, 2})});
+      },
+      {"scaled_dot_product_attention", "(2,2)", "(2,3,3)"});
   expect_error([&] { (void)scaled_dot_product_attention(q, q, q, {.dropout_p = 1.5}); }, {"dropout_p"});
 }
 

@@ -30,10 +30,7 @@ Arr spatial3(const Shape& s) {  // spatial dims of an NC… shape, left-padded w
   return a;
 }
 
-template <class T>
-std::vector<T> vals(const Tensor<T, Cpu>& t) {
-  return t.to_vector();
-}
+template <class T> std::vector<T> vals(const Tensor<T, Cpu>& t) { return t.to_vector(); }
 
 /// Direct convolution: y[n,co,o] = b[co] + Σ_{ci in group, k} x[n, ci, o·s − p + k·d] · w[co, ci − g·Cg, k].
 template <class T>
@@ -74,9 +71,8 @@ Tensor<T, Cpu> ref_conv(const Tensor<T, Cpu>& x, const Tensor<T, Cpu>& w, const 
 
 /// Direct transposed convolution in scatter form: every input element adds
 /// x[n,ci,i] · w[ci, co − g·Cog, k] into y[n, co, i·s − p + k·d].
-template <class T>
-Tensor<T, Cpu> ref_conv_transpose(const Tensor<T, Cpu>& x, const Tensor<T, Cpu>& w, const Tensor<T, Cpu>& b,
-                                  const Spec& sp) {
+template <class T> Tensor<T, Cpu> ref_conv_transpose(const Tensor<T, Cpu>& x, const Tensor<T, Cpu>& w,
+                                                     const Tensor<T, Cpu>& b, const Spec& sp) {
   const std::int64_t N = x.size(0), Cin = x.size(1), Cig = Cin / sp.groups, Cog = w.size(1), Co = Cog * sp.groups;
   const Arr in = spatial3(x.shape()), k = spatial3(w.shape());
   Arr out;
@@ -94,7 +90,8 @@ Tensor<T, Cpu> ref_conv_transpose(const Tensor<T, Cpu>& x, const Tensor<T, Cpu>&
       for (std::int64_t i0 = 0; i0 < in[0]; ++i0)
         for (std::int64_t i1 = 0; i1 < in[1]; ++i1)
           for (std::int64_t i2 = 0; i2 < in[2]; ++i2) {
-            const double xval = double(xv[static_cast<std::size_t>((((n * Cin + ci) * in[0] + i0) * in[1] + i1) * in[2] + i2)]);
+            const double xval =
+                double(xv[static_cast<std::size_t>((((n * Cin + ci) * in[0] + i0) * in[1] + i1) * in[2] + i2)]);
             const std::int64_t grp = ci / Cig;
             for (std::int64_t cl = 0; cl < Cog; ++cl)
               for (std::int64_t k0 = 0; k0 < k[0]; ++k0)
@@ -116,8 +113,7 @@ Tensor<T, Cpu> ref_conv_transpose(const Tensor<T, Cpu>& x, const Tensor<T, Cpu>&
   return from_vector<T>(yt, ys);
 }
 
-template <class T>
-void expect_tensors_close(const Tensor<T, Cpu>& got, const Tensor<T, Cpu>& want, double tol) {
+template <class T> void expect_tensors_close(const Tensor<T, Cpu>& got, const Tensor<T, Cpu>& want, double tol) {
   ASSERT_EQ(got.shape(), want.shape());
   auto g = got.to_vector(), w = want.to_vector();
   for (std::size_t i = 0; i < g.size(); ++i) ASSERT_NEAR(double(g[i]), double(w[i]), tol) << "element " << i;
@@ -137,19 +133,21 @@ template <class T>
 Tensor<T, Cpu> run_conv(const ConvCase& c, const Tensor<T, Cpu>& x, const Tensor<T, Cpu>& w, const Tensor<T, Cpu>& b) {
   const auto& s = c.sp;
   switch (c.x.rank() - 2) {
-    case 1: return conv1d(x, w, b, {s.stride[2]}, {s.pad[2]}, {s.dil[2]}, s.groups);
-    case 2: return conv2d(x, w, b, {s.stride[1], s.stride[2]}, {s.pad[1], s.pad[2]}, {s.dil[1], s.dil[2]}, s.groups);
+    case 1:
+      return conv1d(x, w, b, {s.stride[2]}, {s.pad[2]}, {s.dil[2]}, s.groups);
+    case 2:
+      return conv2d(x, w, b, {s.stride[1], s.stride[2]}, {s.pad[1], s.pad[2]}, {s.dil[1], s.dil[2]}, s.groups);
     default:
       return conv3d(x, w, b, {s.stride[0], s.stride[1], s.stride[2]}, {s.pad[0], s.pad[1], s.pad[2]},
                     {s.dil[0], s.dil[1], s.dil[2]}, s.groups);
   }
 }
-template <class T>
-Tensor<T, Cpu> run_conv_transpose(const ConvCase& c, const Tensor<T, Cpu>& x, const Tensor<T, Cpu>& w,
-                                  const Tensor<T, Cpu>& b) {
+template <class T> Tensor<T, Cpu> run_conv_transpose(const ConvCase& c, const Tensor<T, Cpu>& x,
+                                                     const Tensor<T, Cpu>& w, const Tensor<T, Cpu>& b) {
   const auto& s = c.sp;
   switch (c.x.rank() - 2) {
-    case 1: return conv_transpose1d(x, w, b, {s.stride[2]}, {s.pad[2]}, {s.out_pad[2]}, s.groups, {s.dil[2]});
+    case 1:
+      return conv_transpose1d(x, w, b, {s.stride[2]}, {s.pad[2]}, {s.out_pad[2]}, s.groups, {s.dil[2]});
     case 2:
       return conv_transpose2d(x, w, b, {s.stride[1], s.stride[2]}, {s.pad[1], s.pad[2]}, {s.out_pad[1], s.out_pad[2]},
                               s.groups, {s.dil[1], s.dil[2]});
@@ -225,7 +223,8 @@ INSTANTIATE_TEST_SUITE_P(
     Ops, ConvTranspose,
     ::testing::Values(
         ConvCase{"t2_plain", {2, 3, 4, 4}, {3, 2, 3, 3}, spec({1, 1, 1}, {0, 0, 0}, {1, 1, 1}, 1)},
-        ConvCase{"t2_stride_pad_outpad", {2, 2, 3, 4}, {2, 3, 3, 3}, spec({1, 2, 2}, {0, 1, 1}, {1, 1, 1}, 1, {0, 1, 0})},
+        ConvCase{
+            "t2_stride_pad_outpad", {2, 2, 3, 4}, {2, 3, 3, 3}, spec({1, 2, 2}, {0, 1, 1}, {1, 1, 1}, 1, {0, 1, 0})},
         ConvCase{"t2_groups_dilation", {1, 4, 3, 3}, {4, 2, 3, 2}, spec({1, 2, 1}, {0, 1, 0}, {1, 1, 2}, 2, {0, 1, 1})},
         ConvCase{"t2_pointwise", {2, 3, 3, 2}, {3, 2, 1, 1}, spec({1, 1, 1}, {0, 0, 0}, {1, 1, 1}, 1), false},
         ConvCase{"t1_stride", {2, 2, 5}, {2, 3, 4}, spec({1, 1, 3}, {0, 0, 1}, {1, 1, 1}, 1, {0, 0, 2})},
@@ -300,7 +299,7 @@ TEST(Conv, FrozenWeightsComputeOnlyInputGradient) {
   cpu::reset_gemm_stats();
   y.backward(ones<double>(y.shape()));
   const auto frozen = cpu::gemm_stats();
-  EXPECT_EQ(frozen.flops, dx_flops);  // Wᵀ·dY only
+  EXPECT_EQ(frozen.flops, dx_flops);              // Wᵀ·dY only
   EXPECT_EQ(frozen.calls, std::uint64_t(N * G));  // one chunk per sample here: one product per (sample, group)
   EXPECT_TRUE(x.grad().defined());
   EXPECT_FALSE(w.grad().defined());
@@ -374,30 +373,51 @@ TEST(Conv, Errors) {
   expect_error([&] { conv2d(x, ones<double>({6, 2, 3})); }, {"conv2d", "weight of rank 4", "(6,2,3)"});
   expect_error([&] { conv2d(x, w); }, {"conv2d", "weight (6,2,3,3) expects 2 input channels", "(2,4,5,5)"});
   expect_error([&] { conv2d(x, w, TD(), 1, 0, 1, 3); }, {"conv2d", "input channels 4", "not divisible by groups 3"});
-  expect_error([&] { conv2d(x, ones<double>({5, 2, 3, 3}), TD(), 1, 0, 1, 2); },
-               {"conv2d", "output channels 5", "groups 2"});
+  expect_error(
+      [&] {
+        conv2d(x, ones<double>({5, 2, 3, 3}), TD(), 1, 0, 1, 2);
+      },
+      {"conv2d", "output channels 5", "groups 2"});
   expect_error([&] { conv2d(x, w, TD(), 0, 0, 1, 2); }, {"conv2d", "stride must be positive", "(0,0)"});
   expect_error([&] { conv2d(x, w, TD(), {1, -1}, 0, 1, 2); }, {"conv2d", "stride must be positive", "(1,-1)"});
   expect_error([&] { conv2d(x, w, TD(), 1, -1, 1, 2); }, {"conv2d", "padding must be non-negative"});
   expect_error([&] { conv2d(x, w, TD(), 1, 0, 0, 2); }, {"conv2d", "dilation must be positive"});
   expect_error([&] { conv2d(x, w, TD(), {1, 1, 1}, 0, 1, 2); }, {"conv2d", "stride needs 1 or 2 values, got 3"});
-  expect_error([&] { conv2d(x, ones<double>({6, 2, 7, 3}), TD(), 1, 0, 1, 2); },
-               {"conv2d", "larger than the padded input", "(2,4,5,5)"});
+  expect_error(
+      [&] {
+        conv2d(x, ones<double>({6, 2, 7, 3}), TD(), 1, 0, 1, 2);
+      },
+      {"conv2d", "larger than the padded input", "(2,4,5,5)"});
   expect_error([&] { conv2d(x, w, TD(), 1, 0, 3, 2); }, {"conv2d", "dilated extent 7", "larger than the padded input"});
   expect_error([&] { conv2d(x, w, ones<double>({5}), 1, 0, 1, 2); }, {"conv2d", "bias must have shape (6)", "(5)"});
   expect_error([&] { conv1d(ones<double>({1, 2, 4, 4}), ones<double>({1, 2, 3})); }, {"conv1d", "rank 3", "(N,C,L)"});
-  expect_error([&] { conv3d(ones<double>({1, 2, 4, 4}), ones<double>({1, 2, 3, 3, 3})); },
-               {"conv3d", "rank 5", "(N,C,D,H,W)"});
+  expect_error(
+      [&] {
+        conv3d(ones<double>({1, 2, 4, 4}), ones<double>({1, 2, 3, 3, 3}));
+      },
+      {"conv3d", "rank 5", "(N,C,D,H,W)"});
   // transposed
   auto xt = ones<double>({1, 4, 3, 3});
-  expect_error([&] { conv_transpose2d(xt, ones<double>({3, 2, 3, 3})); },
-               {"conv_transpose2d", "weight (3,2,3,3) expects 3 input channels", "(1,4,3,3)"});
-  expect_error([&] { conv_transpose2d(xt, ones<double>({4, 2, 3, 3}), TD(), 2, 0, 2); },
-               {"conv_transpose2d", "output_padding (2,2)", "smaller than stride (2,2)"});
-  expect_error([&] { conv_transpose2d(xt, ones<double>({4, 2, 1, 1}), TD(), 1, 2); },
-               {"conv_transpose2d", "output size would be"});
-  expect_error([&] { conv_transpose2d(xt, ones<double>({4, 2, 3, 3}), TD(), 1, 0, 0, 3); },
-               {"conv_transpose2d", "not divisible by groups 3"});
+  expect_error(
+      [&] {
+        conv_transpose2d(xt, ones<double>({3, 2, 3, 3}));
+      },
+      {"conv_transpose2d", "weight (3,2,3,3) expects 3 input channels", "(1,4,3,3)"});
+  expect_error(
+      [&] {
+        conv_transpose2d(xt, ones<double>({4, 2, 3, 3}), TD(), 2, 0, 2);
+      },
+      {"conv_transpose2d", "output_padding (2,2)", "smaller than stride (2,2)"});
+  expect_error(
+      [&] {
+        conv_transpose2d(xt, ones<double>({4, 2, 1, 1}), TD(), 1, 2);
+      },
+      {"conv_transpose2d", "output size would be"});
+  expect_error(
+      [&] {
+        conv_transpose2d(xt, ones<double>({4, 2, 3, 3}), TD(), 1, 0, 0, 3);
+      },
+      {"conv_transpose2d", "not divisible by groups 3"});
 }
 
 }  // namespace

@@ -13,7 +13,9 @@ namespace {
 
 using TI = Tensor<std::int64_t, Cpu>;
 
-TD seq(const Shape& s, double start = 1) { return arange<double>(start, start + static_cast<double>(s.numel())).reshape(s); }
+TD seq(const Shape& s, double start = 1) {
+  return arange<double>(start, start + static_cast<double>(s.numel())).reshape(s);
+}
 TI ints(const std::vector<std::int64_t>& v, const Shape& s) { return from_vector<std::int64_t>(v, s); }
 TI ints(const std::vector<std::int64_t>& v) { return from_vector<std::int64_t>(v); }
 
@@ -47,8 +49,11 @@ TEST(IndexSelect, Gradcheck) {
 
 TEST(IndexSelect, Errors) {
   auto x = zeros<double>(Shape{3, 4});
-  expect_error([&] { index_select(x, 1, ints({0, 4})); },
-               {"index_select", "index 4", "position (1)", "dim 1", "(3,4)"});
+  expect_error(
+      [&] {
+        index_select(x, 1, ints({0, 4}));
+      },
+      {"index_select", "index 4", "position (1)", "dim 1", "(3,4)"});
   expect_error([&] { index_select(x, 0, ints({-1})); }, {"index_select", "index -1", "position (0)", "not wrapped"});
   expect_error([&] { index_select(x, 0, ints({0, 1}, {1, 2})); }, {"index_select", "1-D", "(1,2)"});
   expect_error([&] { index_select(x, 2, ints({0})); }, {"index_select", "axis 2"});
@@ -82,8 +87,11 @@ TEST(Gather, Gradcheck) {
 
 TEST(Gather, Errors) {
   auto x = zeros<double>(Shape{2, 3});
-  expect_error([&] { gather(x, 1, ints({0, 1, 3, 0}, {2, 2})); },
-               {"gather", "index 3", "position (1,0)", "dim 1", "(2,3)"});
+  expect_error(
+      [&] {
+        gather(x, 1, ints({0, 1, 3, 0}, {2, 2}));
+      },
+      {"gather", "index 3", "position (1,0)", "dim 1", "(2,3)"});
   expect_error([&] { gather(x, 0, ints({0, -2}, {1, 2})); }, {"gather", "index -2", "position (0,1)"});
   expect_error([&] { gather(x, 1, ints({0, 1})); }, {"gather", "(2)", "(2,3)", "rank"});
   expect_error([&] { gather(x, 1, ints({0, 0, 0, 0, 0, 0}, {3, 2})); }, {"gather", "(3,2)", "exceeds", "dim 0"});
@@ -124,10 +132,16 @@ TEST(ScatterAdd, Gradcheck) {
 
 TEST(ScatterAdd, Errors) {
   auto x = zeros<double>(Shape{3, 2});
-  expect_error([&] { scatter_add(x, 0, ints({0, 3}, {1, 2}), ones<double>(Shape{1, 2})); },
-               {"scatter_add", "index 3", "position (0,1)", "dim 0", "(3,2)"});
-  expect_error([&] { scatter_add(x, 0, ints({0, 1}, {1, 2}), ones<double>(Shape{1, 1})); },
-               {"scatter_add", "exceeds src shape", "(1,1)"});
+  expect_error(
+      [&] {
+        scatter_add(x, 0, ints({0, 3}, {1, 2}), ones<double>(Shape{1, 2}));
+      },
+      {"scatter_add", "index 3", "position (0,1)", "dim 0", "(3,2)"});
+  expect_error(
+      [&] {
+        scatter_add(x, 0, ints({0, 1}, {1, 2}), ones<double>(Shape{1, 1}));
+      },
+      {"scatter_add", "exceeds src shape", "(1,1)"});
   expect_error([&] { scatter_add(x, 0, ints({0, 1}), ones<double>(Shape{2})); }, {"scatter_add", "same rank"});
 }
 
@@ -175,8 +189,11 @@ TEST(MaskedFill, Gradcheck) {
 TEST(MaskedFill, Errors) {
   auto x = zeros<double>(Shape{2, 3});
   expect_error([&] { masked_fill(x, from_vector<bool>({true, false}), 1.0); }, {"masked_fill", "(2)", "(2,3)"});
-  expect_error([&] { masked_fill(x, from_vector<bool>(std::vector<bool>(12, true), {2, 2, 3}), 1.0); },
-               {"masked_fill", "(2,2,3)", "(2,3)"});
+  expect_error(
+      [&] {
+        masked_fill(x, from_vector<bool>(std::vector<bool>(12, true), {2, 2, 3}), 1.0);
+      },
+      {"masked_fill", "(2,2,3)", "(2,3)"});
 }
 
 // ---- large inputs: parallel scatter-add is exact and deterministic ----------------

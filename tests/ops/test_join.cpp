@@ -13,7 +13,9 @@ namespace {
 
 using TI = Tensor<std::int64_t, Cpu>;
 
-TD seq(const Shape& s, double start = 1) { return arange<double>(start, start + static_cast<double>(s.numel())).reshape(s); }
+TD seq(const Shape& s, double start = 1) {
+  return arange<double>(start, start + static_cast<double>(s.numel())).reshape(s);
+}
 
 // ---- concat --------------------------------------------------------------------
 

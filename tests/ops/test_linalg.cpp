@@ -15,15 +15,11 @@ using namespace avgrad::testing;
 namespace {
 
 /// Element of a tensor at a row-major flat index of its own shape (any strides).
-template <class T>
-std::vector<T> values(const Tensor<T, Cpu>& t) {
-  return t.to_vector();
-}
+template <class T> std::vector<T> values(const Tensor<T, Cpu>& t) { return t.to_vector(); }
 
 /// Direct-loop matmul with NumPy semantics, written independently of the kernel:
 /// promotes vectors, broadcasts the batch dims index by index, sums in double.
-template <class T>
-Tensor<T, Cpu> ref_matmul(const Tensor<T, Cpu>& a, const Tensor<T, Cpu>& b) {
+template <class T> Tensor<T, Cpu> ref_matmul(const Tensor<T, Cpu>& a, const Tensor<T, Cpu>& b) {
   Shape sa = a.shape(), sb = b.shape();
   const bool va = sa.rank() == 1, vb = sb.rank() == 1;
   if (va) sa.insert(0, 1);
@@ -60,7 +56,8 @@ Tensor<T, Cpu> ref_matmul(const Tensor<T, Cpu>& a, const Tensor<T, Cpu>& b) {
       for (std::int64_t j = 0; j < n; ++j) {
         double acc = 0;
         for (std::int64_t p = 0; p < k; ++p)
-          acc += double(av[static_cast<std::size_t>(oa + i * k + p)]) * double(bv[static_cast<std::size_t>(ob + p * n + j)]);
+          acc += double(av[static_cast<std::size_t>(oa + i * k + p)]) *
+                 double(bv[static_cast<std::size_t>(ob + p * n + j)]);
         out.push_back(static_cast<T>(acc));
       }
   }
@@ -70,8 +67,7 @@ Tensor<T, Cpu> ref_matmul(const Tensor<T, Cpu>& a, const Tensor<T, Cpu>& b) {
   return from_vector<T>(out, ys);
 }
 
-template <class T>
-void expect_tensors_close(const Tensor<T, Cpu>& got, const Tensor<T, Cpu>& want, double tol) {
+template <class T> void expect_tensors_close(const Tensor<T, Cpu>& got, const Tensor<T, Cpu>& want, double tol) {
   ASSERT_EQ(got.shape(), want.shape());
   auto g = got.to_vector(), w = want.to_vector();
   for (std::size_t i = 0; i < g.size(); ++i) ASSERT_NEAR(double(g[i]), double(w[i]), tol) << "element " << i;
@@ -106,20 +102,20 @@ TEST_P(Matmul, Gradcheck) {
   expect_gradcheck(f, {make(c.a, 1, c.ta), make(c.b, 2, c.tb)});
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Ops, Matmul,
-    ::testing::Values(MatmulCase{"dot", {4}, {4}}, MatmulCase{"vec_mat", {3}, {3, 4}}, MatmulCase{"mat_vec", {2, 3}, {3}},
-                      MatmulCase{"mat_mat", {2, 3}, {3, 4}}, MatmulCase{"vec_batched", {4}, {2, 4, 3}},
-                      MatmulCase{"batched_vec", {2, 3, 4}, {4}},
-                      MatmulCase{"batched_shared_rhs", {2, 3, 4}, {4, 5}},   // folds into one GEMM
-                      MatmulCase{"shared_lhs_batched", {3, 4}, {2, 4, 5}},
-                      MatmulCase{"broadcast_both", {2, 1, 3, 4}, {3, 4, 2}},  // batch (2,3)
-                      MatmulCase{"broadcast_unit", {1, 3, 4}, {2, 4, 2}},
-                      MatmulCase{"transposed_a", {3, 4}, {4, 5}, true, false},
-                      MatmulCase{"transposed_b", {3, 4}, {4, 5}, false, true},
-                      MatmulCase{"transposed_both_batched", {2, 3, 4}, {2, 4, 5}, true, true},
-                      MatmulCase{"transposed_broadcast", {2, 1, 3, 4}, {3, 4, 2}, true, true}),
-    [](const auto& info) { return std::string(info.param.name); });
+INSTANTIATE_TEST_SUITE_P(Ops, Matmul,
+                         ::testing::Values(MatmulCase{"dot", {4}, {4}}, MatmulCase{"vec_mat", {3}, {3, 4}},
+                                           MatmulCase{"mat_vec", {2, 3}, {3}}, MatmulCase{"mat_mat", {2, 3}, {3, 4}},
+                                           MatmulCase{"vec_batched", {4}, {2, 4, 3}},
+                                           MatmulCase{"batched_vec", {2, 3, 4}, {4}},
+                                           MatmulCase{"batched_shared_rhs", {2, 3, 4}, {4, 5}},  // folds into one GEMM
+                                           MatmulCase{"shared_lhs_batched", {3, 4}, {2, 4, 5}},
+                                           MatmulCase{"broadcast_both", {2, 1, 3, 4}, {3, 4, 2}},  // batch (2,3)
+                                           MatmulCase{"broadcast_unit", {1, 3, 4}, {2, 4, 2}},
+                                           MatmulCase{"transposed_a", {3, 4}, {4, 5}, true, false},
+                                           MatmulCase{"transposed_b", {3, 4}, {4, 5}, false, true},
+                                           MatmulCase{"transposed_both_batched", {2, 3, 4}, {2, 4, 5}, true, true},
+                                           MatmulCase{"transposed_broadcast", {2, 1, 3, 4}, {3, 4, 2}, true, true}),
+                         [](const auto& info) { return std::string(info.param.name); });
 
 TEST(Matmul, HandComputedValues) {
   auto a = from_vector<double>({1, 2, 3, 4}, {2, 2});
@@ -169,8 +165,11 @@ TEST(Matmul, FoldedBatchUsesOneGemm) {
 TEST(Matmul, Errors) {
   auto a = ones<double>({2, 3}), b = ones<double>({4, 5});
   expect_error([&] { matmul(a, b); }, {"matmul", "inner dims differ", "(2,3) @ (4,5)"});
-  expect_error([&] { matmul(ones<double>({2, 3, 4}), ones<double>({3, 4, 5})); },
-               {"matmul", "batch dims do not broadcast", "(2,3,4) @ (3,4,5)"});
+  expect_error(
+      [&] {
+        matmul(ones<double>({2, 3, 4}), ones<double>({3, 4, 5}));
+      },
+      {"matmul", "batch dims do not broadcast", "(2,3,4) @ (3,4,5)"});
   expect_error([&] { matmul(scalar<double>(1.0), b); }, {"matmul", "at least 1 dim"});
   expect_error([&] { matmul(ones<double>({3}), ones<double>({4})); }, {"matmul", "inner dims differ", "(3) @ (4)"});
   expect_error([&] { bmm(ones<double>({2, 3, 4}), ones<double>({3, 4, 5})); }, {"bmm", "batch sizes differ"});
@@ -228,7 +227,7 @@ TEST(Linear, FrozenWeightsComputeOnlyInputGradient) {
   cpu::reset_gemm_stats();
   y.backward(ones<double>(y.shape()));
   auto st = cpu::gemm_stats();
-  EXPECT_EQ(st.calls, 1u);                       // dx only
+  EXPECT_EQ(st.calls, 1u);  // dx only
   EXPECT_EQ(st.flops, std::uint64_t(2 * M * IN * OUT));
   EXPECT_TRUE(x.grad().defined());
   EXPECT_FALSE(w.grad().defined());
@@ -276,7 +275,10 @@ TEST(Gemm, SplitProductsMatchReferenceAndThreadCount) {
   // big enough to be split over threads: by rows of C (m large) and by Eigen's
   // row blocks (m small, n large); results must not depend on the thread count
   Generator g(21);
-  struct Dims { std::int64_t m, n, k; bool ta, tb; };
+  struct Dims {
+    std::int64_t m, n, k;
+    bool ta, tb;
+  };
   for (Dims d : {Dims{200, 150, 300, false, false}, Dims{203, 97, 250, true, true}, Dims{20, 6000, 64, false, true},
                  Dims{9, 5000, 300, true, false}}) {
     auto a = randn<float>(d.ta ? Shape{d.k, d.m} : Shape{d.m, d.k}, g);

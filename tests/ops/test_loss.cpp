@@ -17,7 +17,9 @@ using TI = Tensor<std::int64_t, Cpu>;
 constexpr double kRefTol = 1e-10;
 const Reduction kReductions[] = {Reduction::none, Reduction::mean, Reduction::sum};
 
-TD ref(const std::vector<double>& v, const std::vector<std::int64_t>& shape) { return from_vector<double>(v, Shape(shape)); }
+TD ref(const std::vector<double>& v, const std::vector<std::int64_t>& shape) {
+  return from_vector<double>(v, Shape(shape));
+}
 TI ref(const std::vector<std::int64_t>& v, const std::vector<std::int64_t>& shape) {
   return from_vector<std::int64_t>(v, Shape(shape));
 }
@@ -174,8 +176,8 @@ TEST(CrossEntropyIndex, MatchesTorch) {
     expect_ref(cross_entropy(x, y, {.reduction = red, .label_smoothing = 0.2}), ls, shape);
     expect_ref(cross_entropy(x, y_ign, {.ignore_index = 3, .reduction = red}), ign, shape);
     expect_ref(cross_entropy(x, y, {.weight = w, .reduction = red}), wt, shape);
-    expect_ref(cross_entropy(x, y_ign, {.weight = w, .ignore_index = 3, .reduction = red, .label_smoothing = 0.1}),
-               all, shape);
+    expect_ref(cross_entropy(x, y_ign, {.weight = w, .ignore_index = 3, .reduction = red, .label_smoothing = 0.1}), all,
+               shape);
   }
   // the derived backward against torch's gradient
   auto xl = fresh(x);
@@ -295,22 +297,38 @@ TEST(CrossEntropyIndex, Errors) {
   auto x = zeros<double>({4, 5});
   expect_error([&] { (void)cross_entropy(x, zeros<std::int64_t>({5})); },
                {"cross_entropy", "target of shape (5)", "logits of shape (4,5)", "expected (4)"});
-  expect_error([&] { (void)cross_entropy(x, zeros<std::int64_t>({4, 1})); }, {"cross_entropy", "(4,1)", "expected (4)"});
-  expect_error([&] { (void)cross_entropy(x, from_vector<std::int64_t>({1, 7, 0, 2})); },
-               {"cross_entropy", "target value 7", "position (1)", "out of range [0, 5)"});
-  expect_error([&] { (void)cross_entropy(zeros<double>({2, 3, 4}), from_vector<std::int64_t>({0, 1, 2, 0, 1, -3, 2, 0}, {2, 4})); },
-               {"target value -3", "position (1,1)", "[0, 3)", "(2,3,4)"});
+  expect_error(
+      [&] {
+        (void)cross_entropy(x, zeros<std::int64_t>({4, 1}));
+      },
+      {"cross_entropy", "(4,1)", "expected (4)"});
+  expect_error(
+      [&] {
+        (void)cross_entropy(x, from_vector<std::int64_t>({1, 7, 0, 2}));
+      },
+      {"cross_entropy", "target value 7", "position (1)", "out of range [0, 5)"});
+  expect_error(
+      [&] {
+        (void)cross_entropy(zeros<double>({2, 3, 4}), from_vector<std::int64_t>({0, 1, 2, 0, 1, -3, 2, 0}, {2, 4}));
+      },
+      {"target value -3", "position (1,1)", "[0, 3)", "(2,3,4)"});
   // ignore_index only excuses its own value
-  expect_error([&] { (void)cross_entropy(x, from_vector<std::int64_t>({1, 5, 0, -1}), {.ignore_index = -1}); },
-               {"target value 5", "position (1)"});
+  expect_error(
+      [&] {
+        (void)cross_entropy(x, from_vector<std::int64_t>({1, 5, 0, -1}), {.ignore_index = -1});
+      },
+      {"target value 5", "position (1)"});
   expect_error([&] { (void)cross_entropy(x, zeros<std::int64_t>({4}), {.weight = ones<double>({4})}); },
                {"cross_entropy", "weight", "(K) = (5)", "(4)"});
   expect_error([&] { (void)cross_entropy(x, zeros<std::int64_t>({4}), {.label_smoothing = 1.5}); },
                {"cross_entropy", "label_smoothing", "1.5"});
   expect_error([&] { (void)cross_entropy(scalar<double>(1.0), full<std::int64_t>(Shape{}, 0)); },
                {"cross_entropy", "scalar"});
-  expect_error([&] { (void)cross_entropy(zeros<double>({4, 0}), zeros<std::int64_t>({4})); },
-               {"cross_entropy", "K = 0"});
+  expect_error(
+      [&] {
+        (void)cross_entropy(zeros<double>({4, 0}), zeros<std::int64_t>({4}));
+      },
+      {"cross_entropy", "K = 0"});
   expect_error([&] { (void)cross_entropy(x, TI()); }, {"cross_entropy", "undefined"});
   auto w = ones<double>({5});
   w.requires_grad_();
@@ -376,13 +394,18 @@ TEST(CrossEntropySoft, OneHotTargetsEqualClassIndices) {
 
 TEST(CrossEntropySoft, Errors) {
   auto x = zeros<double>({4, 5});
-  expect_error([&] { (void)cross_entropy(x, zeros<double>({4, 4})); },
-               {"cross_entropy", "soft", "(4,4)", "(4,5)"});
+  expect_error([&] { (void)cross_entropy(x, zeros<double>({4, 4})); }, {"cross_entropy", "soft", "(4,4)", "(4,5)"});
   expect_error([&] { (void)cross_entropy(x, zeros<double>({5})); }, {"cross_entropy", "(5)", "(4,5)"});
-  expect_error([&] { (void)cross_entropy(x, zeros<double>({4, 5}), {.ignore_index = 0}); },
-               {"cross_entropy", "ignore_index", "soft"});
-  expect_error([&] { (void)cross_entropy(x, zeros<double>({4, 5}), {.weight = ones<double>({2, 5})}); },
-               {"cross_entropy", "weight", "(2,5)"});
+  expect_error(
+      [&] {
+        (void)cross_entropy(x, zeros<double>({4, 5}), {.ignore_index = 0});
+      },
+      {"cross_entropy", "ignore_index", "soft"});
+  expect_error(
+      [&] {
+        (void)cross_entropy(x, zeros<double>({4, 5}), {.weight = ones<double>({2, 5})});
+      },
+      {"cross_entropy", "weight", "(2,5)"});
 }
 
 // ---- binary cross-entropy with logits -----------------------------------------------
@@ -393,7 +416,8 @@ TEST(BceWithLogits, GradcheckEveryOption) {
   auto w_cols = from_vector<double>({0.3, 1.0, 2.0});
   for (Reduction red : kReductions) {
     for (const BceWithLogitsOptions<double>& opt :
-         {BceWithLogitsOptions<double>{.reduction = red}, BceWithLogitsOptions<double>{.reduction = red, .pos_weight = pw},
+         {BceWithLogitsOptions<double>{.reduction = red},
+          BceWithLogitsOptions<double>{.reduction = red, .pos_weight = pw},
           BceWithLogitsOptions<double>{.weight = w_rows, .reduction = red, .pos_weight = pw},
           BceWithLogitsOptions<double>{.weight = w_cols, .reduction = red}}) {
       Fn f = [&](const std::vector<TD>& x) { return binary_cross_entropy_with_logits(x[0], x[1], opt); };
@@ -446,16 +470,28 @@ TEST(BceWithLogits, StableAtExtremeLogits) {
 
 TEST(BceWithLogits, Errors) {
   auto x = zeros<double>({4, 3});
-  expect_error([&] { (void)binary_cross_entropy_with_logits(x, zeros<double>({4, 1})); },
-               {"binary_cross_entropy_with_logits", "targets of shape (4,1)", "(4,3)"});
-  expect_error([&] { (void)binary_cross_entropy_with_logits(x, zeros<double>({4, 3}), {.pos_weight = ones<double>({4})}); },
-               {"binary_cross_entropy_with_logits", "pos_weight of shape (4)", "(4,3)", "expected (K) = (3)"});
-  expect_error([&] { (void)binary_cross_entropy_with_logits(x, zeros<double>({4, 3}), {.weight = ones<double>({2, 4, 3})}); },
-               {"binary_cross_entropy_with_logits", "weight of shape (2,4,3)"});
+  expect_error(
+      [&] {
+        (void)binary_cross_entropy_with_logits(x, zeros<double>({4, 1}));
+      },
+      {"binary_cross_entropy_with_logits", "targets of shape (4,1)", "(4,3)"});
+  expect_error(
+      [&] {
+        (void)binary_cross_entropy_with_logits(x, zeros<double>({4, 3}), {.pos_weight = ones<double>({4})});
+      },
+      {"binary_cross_entropy_with_logits", "pos_weight of shape (4)", "(4,3)", "expected (K) = (3)"});
+  expect_error(
+      [&] {
+        (void)binary_cross_entropy_with_logits(x, zeros<double>({4, 3}), {.weight = ones<double>({2, 4, 3})});
+      },
+      {"binary_cross_entropy_with_logits", "weight of shape (2,4,3)"});
   auto pw = ones<double>({3});
   pw.requires_grad_();
-  expect_error([&] { (void)binary_cross_entropy_with_logits(x, zeros<double>({4, 3}), {.pos_weight = pw}); },
-               {"pos_weight", "requires grad"});
+  expect_error(
+      [&] {
+        (void)binary_cross_entropy_with_logits(x, zeros<double>({4, 3}), {.pos_weight = pw});
+      },
+      {"pos_weight", "requires grad"});
 }
 
 // ---- mse / l1 -----------------------------------------------------------------------

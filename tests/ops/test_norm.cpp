@@ -26,7 +26,9 @@ std::vector<double> naive_norm(const Tensor<T, Cpu>& x, std::int64_t outer, std:
                                std::vector<double>* var_out = nullptr) {
   auto v = x.to_vector();
   std::vector<double> sum(n_sets, 0.0), sq(n_sets, 0.0), cnt(n_sets, 0.0);
-  auto idx = [&](std::int64_t o, std::int64_t c, std::int64_t s) { return static_cast<std::size_t>((o * C + c) * inner + s); };
+  auto idx = [&](std::int64_t o, std::int64_t c, std::int64_t s) {
+    return static_cast<std::size_t>((o * C + c) * inner + s);
+  };
   for (std::int64_t o = 0; o < outer; ++o)
     for (std::int64_t c = 0; c < C; ++c)
       for (std::int64_t s = 0; s < inner; ++s) {
@@ -61,8 +63,8 @@ std::vector<double> values(const TD& t) { return t.to_vector(); }
 TEST(BatchNorm, GradcheckTrainingAffine) {
   Fn f = [](const std::vector<TD>& a) { return batch_norm(a[0], a[1], a[2], {}, {}, true); };
   expect_gradcheck(f, {leaf({4, 3, 5}, 1), leaf({3}, 2), leaf({3}, 3)});
-  expect_gradcheck(f, {leaf({6, 4}, 4), leaf({4}, 5), leaf({4}, 6)});              // (N, C)
-  expect_gradcheck(f, {leaf({2, 3, 2, 3}, 7), leaf({3}, 8), leaf({3}, 9)});        // (N, C, H, W)
+  expect_gradcheck(f, {leaf({6, 4}, 4), leaf({4}, 5), leaf({4}, 6)});                   // (N, C)
+  expect_gradcheck(f, {leaf({2, 3, 2, 3}, 7), leaf({3}, 8), leaf({3}, 9)});             // (N, C, H, W)
   expect_gradcheck(f, {leaf_transposed({3, 2, 4}, 10), leaf({2}, 11), leaf({2}, 12)});  // non-contiguous
 }
 
@@ -99,8 +101,9 @@ TEST(BatchNorm, TrainingForwardAndRunningStatsMatchReference) {
   TF y = batch_norm(x, w, b, rm, rv, true, 0.1, 1e-5);
 
   std::vector<double> mean, var;
-  auto ref = naive_norm(x, N, C, S, C, [](std::int64_t, std::int64_t c) { return std::size_t(c); },
-                        {0.5, -1.0, 2.0}, {0.1, 0.2, -0.3}, 1e-5, &mean, &var);
+  auto ref = naive_norm(
+      x, N, C, S, C, [](std::int64_t, std::int64_t c) { return std::size_t(c); }, {0.5, -1.0, 2.0}, {0.1, 0.2, -0.3},
+      1e-5, &mean, &var);
   expect_close(y, std::vector<float>(ref.begin(), ref.end()), 2e-4);
 
   const double m = N * S, rm0[] = {1, 2, 3}, rv0[] = {1, 0.5, 2};
@@ -139,8 +142,10 @@ TEST(BatchNorm, EvalUsesRunningStatsAndLeavesThemAlone) {
   const auto v0 = rm.storage()->version();
   TD y = batch_norm(x, w, b, rm, rv, false, 0.1, 0.0);
   // y = (x − rm)/√rv · w + b
-  expect_close(y, {(1 - 1) / 2.0 * 2 + 0.5, (2 + 1) / 0.5 * 3, (3 - 1) / 2.0 * 2 + 0.5, (4 + 1) / 0.5 * 3,
-                   (5 - 1) / 2.0 * 2 + 0.5, (6 + 1) / 0.5 * 3}, 1e-12);
+  expect_close(y,
+               {(1 - 1) / 2.0 * 2 + 0.5, (2 + 1) / 0.5 * 3, (3 - 1) / 2.0 * 2 + 0.5, (4 + 1) / 0.5 * 3,
+                (5 - 1) / 2.0 * 2 + 0.5, (6 + 1) / 0.5 * 3},
+               1e-12);
   EXPECT_EQ(rm.storage()->version(), v0);
   expect_close(rm, {1.0, -1.0});
   expect_close(rv, {4.0, 0.25});
@@ -173,8 +178,11 @@ TEST(BatchNorm, Errors) {
   expect_error([&] { batch_norm(x, TD(), TD(), zeros<double>({3}), TD(), true); }, {"batch_norm", "neither"});
   expect_error([&] { batch_norm(x, TD(), TD(), {}, {}, false); }, {"batch_norm", "eval mode"});
   expect_error([&] { batch_norm(zeros<double>({5}), TD(), TD(), {}, {}, true); }, {"batch_norm", "rank >= 2", "(5)"});
-  expect_error([&] { batch_norm(zeros<double>({1, 3}), TD(), TD(), {}, {}, true); },
-               {"batch_norm", "more than one value per channel", "(1,3)"});
+  expect_error(
+      [&] {
+        batch_norm(zeros<double>({1, 3}), TD(), TD(), {}, {}, true);
+      },
+      {"batch_norm", "more than one value per channel", "(1,3)"});
   expect_error([&] { batch_norm(x, TD(), TD(), {}, {}, true, 1.5); }, {"batch_norm", "momentum", "1.5"});
   expect_error([&] { batch_norm(x, TD(), TD(), {}, {}, true, 0.1, -1.0); }, {"batch_norm", "eps"});
 }
@@ -204,8 +212,9 @@ TEST(LayerNorm, ForwardMatchesReference) {
   TF y = layer_norm(x, {2, 4}, w, b, 1e-5);
   // as (outer = 3, C = 8, inner = 1): one set per outer index, affine per position
   auto wv = w.to_vector(), bv = b.to_vector();
-  auto ref = naive_norm(x, 3, 8, 1, 3, [](std::int64_t o, std::int64_t) { return std::size_t(o); },
-                        std::vector<double>(wv.begin(), wv.end()), std::vector<double>(bv.begin(), bv.end()), 1e-5);
+  auto ref = naive_norm(
+      x, 3, 8, 1, 3, [](std::int64_t o, std::int64_t) { return std::size_t(o); },
+      std::vector<double>(wv.begin(), wv.end()), std::vector<double>(bv.begin(), bv.end()), 1e-5);
   expect_close(y, std::vector<float>(ref.begin(), ref.end()), 1e-4);
   // each row of the affine-free output has mean 0 and biased variance ≈ 1
   TD z = layer_norm(x.to<double>(), {2, 4}, TD(), TD(), 0.0);
@@ -246,9 +255,9 @@ TEST(GroupNorm, ForwardMatchesReference) {
   TF w = randn<float>({C}, gen), b = randn<float>({C}, gen);
   TF y = group_norm(x, G, w, b);
   auto wv = w.to_vector(), bv = b.to_vector();
-  auto ref = naive_norm(x, N, C, S, N * G,
-                        [&](std::int64_t n, std::int64_t c) { return std::size_t(n * G + c / (C / G)); },
-                        std::vector<double>(wv.begin(), wv.end()), std::vector<double>(bv.begin(), bv.end()), 1e-5);
+  auto ref = naive_norm(
+      x, N, C, S, N * G, [&](std::int64_t n, std::int64_t c) { return std::size_t(n * G + c / (C / G)); },
+      std::vector<double>(wv.begin(), wv.end()), std::vector<double>(bv.begin(), bv.end()), 1e-5);
   expect_close(y, std::vector<float>(ref.begin(), ref.end()), 1e-4);
 }
 

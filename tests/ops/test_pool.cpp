@@ -27,8 +27,7 @@ struct PoolCfg {
 };
 
 /// Calls f(multi-index) for every index of extents `ext`, row-major.
-template <class F>
-void for_each_index(const I64& ext, F&& f) {
+template <class F> void for_each_index(const I64& ext, F&& f) {
   for (auto e : ext)
     if (e == 0) return;
   I64 i(ext.size(), 0);

@@ -32,19 +32,21 @@ TEST_P(Reduce, GradcheckAxisSets) {
 
 INSTANTIATE_TEST_SUITE_P(
     Ops, Reduce,
-    ::testing::Values(ReduceCase{"sum", [](const TD& x, const Axes& a, bool k) { return sum(x, a, k); }, 0, 0},
-                      ReduceCase{"mean", [](const TD& x, const Axes& a, bool k) { return mean(x, a, k); }, 0, 0},
-                      ReduceCase{"var", [](const TD& x, const Axes& a, bool k) { return var(x, a, k); }, 0, 0},
-                      ReduceCase{"var_biased", [](const TD& x, const Axes& a, bool k) { return var(x, a, k, 0); }, 0, 0},
-                      ReduceCase{"std", [](const TD& x, const Axes& a, bool k) { return std_dev(x, a, k); }, 0, 0},
-                      ReduceCase{"amax", [](const TD& x, const Axes& a, bool k) { return amax(x, a, k); }, 0, 0},
-                      ReduceCase{"amin", [](const TD& x, const Axes& a, bool k) { return amin(x, a, k); }, 0, 0},
-                      ReduceCase{"logsumexp", [](const TD& x, const Axes& a, bool k) { return logsumexp(x, a, k); }, 0, 0},
-                      ReduceCase{"norm1", [](const TD& x, const Axes& a, bool k) { return norm(x, 1.0, a, k); }, 0, 0},
-                      ReduceCase{"norm2", [](const TD& x, const Axes& a, bool k) { return norm(x, 2.0, a, k); }, 0, 0},
-                      ReduceCase{"norm_inf", [](const TD& x, const Axes& a, bool k) {
-                                   return norm(x, std::numeric_limits<double>::infinity(), a, k);
-                                 }, 0, 0}),
+    ::testing::Values(
+        ReduceCase{"sum", [](const TD& x, const Axes& a, bool k) { return sum(x, a, k); }, 0, 0},
+        ReduceCase{"mean", [](const TD& x, const Axes& a, bool k) { return mean(x, a, k); }, 0, 0},
+        ReduceCase{"var", [](const TD& x, const Axes& a, bool k) { return var(x, a, k); }, 0, 0},
+        ReduceCase{"var_biased", [](const TD& x, const Axes& a, bool k) { return var(x, a, k, 0); }, 0, 0},
+        ReduceCase{"std", [](const TD& x, const Axes& a, bool k) { return std_dev(x, a, k); }, 0, 0},
+        ReduceCase{"amax", [](const TD& x, const Axes& a, bool k) { return amax(x, a, k); }, 0, 0},
+        ReduceCase{"amin", [](const TD& x, const Axes& a, bool k) { return amin(x, a, k); }, 0, 0},
+        ReduceCase{"logsumexp", [](const TD& x, const Axes& a, bool k) { return logsumexp(x, a, k); }, 0, 0},
+        ReduceCase{"norm1", [](const TD& x, const Axes& a, bool k) { return norm(x, 1.0, a, k); }, 0, 0},
+        ReduceCase{"norm2", [](const TD& x, const Axes& a, bool k) { return norm(x, 2.0, a, k); }, 0, 0},
+        ReduceCase{
+            "norm_inf",
+            [](const TD& x, const Axes& a, bool k) { return norm(x, std::numeric_limits<double>::infinity(), a, k); },
+            0, 0}),
     [](const auto& info) { return std::string(info.param.name); });
 
 TEST(Reduce, ForwardValuesAgainstLoops) {

@@ -34,8 +34,7 @@ TD ref(const std::vector<double>& v, const std::vector<std::int64_t>& shape) {
 #define REF(name) ref(optim_ref::name, optim_ref::name##_shape)
 
 /// A fresh leaf copy of x (type T).
-template <class T>
-Tensor<T, Cpu> leaf_copy(const TD& x) {
+template <class T> Tensor<T, Cpu> leaf_copy(const TD& x) {
   NoGradGuard no_grad;
   Tensor<T, Cpu> c = x.detach().to<T>().clone();
   c.requires_grad_();
@@ -43,8 +42,7 @@ Tensor<T, Cpu> leaf_copy(const TD& x) {
 }
 
 /// The fixture's loss at step k: 0.5·ΣA(W−C)² + 0.5·Σe(b−d)² + 0.3·ΣW⊙b + ΣN_k⊙W + Σn_k⊙b.
-template <class T>
-Tensor<T, Cpu> loss_at(int k, const Tensor<T, Cpu>& W, const Tensor<T, Cpu>& b) {
+template <class T> Tensor<T, Cpu> loss_at(int k, const Tensor<T, Cpu>& W, const Tensor<T, Cpu>& b) {
   static const TD A = REF(A), C = REF(C), d = REF(d), e = REF(e), N = REF(N), n = REF(n);
   auto c = [](const TD& x) { return x.to<T>(); };
   auto dw = W - c(C), db = b - c(d);
@@ -52,13 +50,12 @@ Tensor<T, Cpu> loss_at(int k, const Tensor<T, Cpu>& W, const Tensor<T, Cpu>& b) 
          sum(c(n.select(0, k)) * b);
 }
 
-template <class T>
-using MakeOpt = std::function<std::unique_ptr<Optimizer<T, Cpu>>(Tensor<T, Cpu>&, Tensor<T, Cpu>&)>;
+template <class T> using MakeOpt = std::function<std::unique_ptr<Optimizer<T, Cpu>>(Tensor<T, Cpu>&, Tensor<T, Cpu>&)>;
 
 /// Runs the fixture's 5 steps and compares W and b after each step with torch's.
-template <class T>
-void expect_trajectory(const MakeOpt<T>& make, const std::vector<double>& want_W, const std::vector<double>& want_b,
-                       double tol = kTorchTol, std::set<int> drop_b = {}) {
+template <class T> void expect_trajectory(const MakeOpt<T>& make, const std::vector<double>& want_W,
+                                          const std::vector<double>& want_b, double tol = kTorchTol,
+                                          std::set<int> drop_b = {}) {
   auto W = leaf_copy<T>(REF(W0));
   auto b = leaf_copy<T>(REF(b0));
   auto opt = make(W, b);
@@ -78,8 +75,7 @@ void expect_trajectory(const MakeOpt<T>& make, const std::vector<double>& want_W
 #define EXPECT_TRAJECTORY(T, name, make, ...) \
   expect_trajectory<T>(make, optim_ref::name##_W, optim_ref::name##_b __VA_OPT__(, ) __VA_ARGS__)
 
-template <template <class, class> class Opt, class T = double, class Options>
-MakeOpt<T> make(Options o) {
+template <template <class, class> class Opt, class T = double, class Options> MakeOpt<T> make(Options o) {
   return [o](Tensor<T, Cpu>& W, Tensor<T, Cpu>& b) -> std::unique_ptr<Optimizer<T, Cpu>> {
     return std::make_unique<Opt<T, Cpu>>(std::vector<NamedParam<T, Cpu>>{{"W", W}, {"b", b}}, o);
   };
@@ -315,8 +311,7 @@ TEST(Optimizer, SteadyStateStepAllocatesNothing) {
 
 /// 5 straight steps vs 3 steps, state_dict, a new optimizer (and schedule) loading it, 2 more
 /// steps: parameters must be bit-identical.
-template <class Make>
-void expect_resume_bit_identical(Make make_opt, bool with_schedule) {
+template <class Make> void expect_resume_bit_identical(Make make_opt, bool with_schedule) {
   auto fresh = [] { return std::pair{leaf_copy<double>(REF(W0)), leaf_copy<double>(REF(b0))}; };
   auto train = [](Optimizer<double>& opt, LRScheduler* sched, TD& W, TD& b, int from, int to) {
     for (int k = from; k < to; ++k) {

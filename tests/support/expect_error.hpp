@@ -19,7 +19,8 @@ inline void expect_error(const std::function<void()>& body, const std::vector<st
     ADD_FAILURE() << "expected avgrad::Error, nothing was thrown";
   } catch (const avgrad::Error& e) {
     std::string msg = e.what();
-    for (const auto& f : fragments) EXPECT_NE(msg.find(f), std::string::npos) << "message: " << msg << "\nmissing: " << f;
+    for (const auto& f : fragments)
+      EXPECT_NE(msg.find(f), std::string::npos) << "message: " << msg << "\nmissing: " << f;
   }
 }
 

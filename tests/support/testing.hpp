@@ -44,8 +44,7 @@ inline void expect_gradcheck(const Fn& f, const std::vector<TD>& inputs, Gradche
   EXPECT_GT(r.checked, 0) << "gradcheck compared no element";
 }
 
-template <class T>
-void expect_close(const Tensor<T, Cpu>& a, const std::vector<T>& expected, double tol = 1e-6) {
+template <class T> void expect_close(const Tensor<T, Cpu>& a, const std::vector<T>& expected, double tol = 1e-6) {
   auto v = a.to_vector();
   ASSERT_EQ(v.size(), expected.size());
   for (std::size_t i = 0; i < v.size(); ++i) EXPECT_NEAR(double(v[i]), double(expected[i]), tol) << "element " << i;

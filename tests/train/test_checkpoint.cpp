@@ -6,10 +6,10 @@
 #include "avgrad/nn/conv.hpp"
 #include "avgrad/nn/linear.hpp"
 #include "avgrad/nn/normalization.hpp"
-#include "avgrad/optim/adam.hpp"
-#include "avgrad/optim/schedule.hpp"
 #include "avgrad/ops/loss.hpp"
 #include "avgrad/ops/reduce.hpp"
+#include "avgrad/optim/adam.hpp"
+#include "avgrad/optim/schedule.hpp"
 #include "avgrad/train/checkpoint.hpp"
 #include "support/testing.hpp"
 

@@ -91,16 +91,18 @@ inline void execute(Node* root, GraphTask& task, bool retain_graph, const std::u
 template <Floating T, Device D>
 void backward(const Tensor<T, D>& root, const Tensor<T, D>& seed = Tensor<T, D>(), BackwardOptions opts = {}) {
   AVGRAD_CHECK(root.defined(), "backward", "called on an undefined tensor");
-  AVGRAD_CHECK(root.requires_grad(), "backward",
-               "tensor of shape ", root.shape(), " does not require grad and has no grad_fn");
+  AVGRAD_CHECK(root.requires_grad(), "backward", "tensor of shape ", root.shape(),
+               " does not require grad and has no grad_fn");
   Tensor<T, D> g = seed;
   if (!g.defined()) {
-    AVGRAD_CHECK(root.numel() == 1, "backward", "grad can be implicitly created only for one-element "
-                 "outputs; got shape ", root.shape(), " (pass a seed gradient)");
+    AVGRAD_CHECK(root.numel() == 1, "backward",
+                 "grad can be implicitly created only for one-element "
+                 "outputs; got shape ",
+                 root.shape(), " (pass a seed gradient)");
     g = ones<T, D>(root.shape());
   }
-  AVGRAD_CHECK(g.shape() == root.shape(), "backward", "seed gradient shape ", g.shape(),
-               " differs from output shape ", root.shape());
+  AVGRAD_CHECK(g.shape() == root.shape(), "backward", "seed gradient shape ", g.shape(), " differs from output shape ",
+               root.shape());
   NoGradGuard no_grad;  // backward formulas are not themselves recorded
   std::shared_ptr<Node> root_node = gradient_edge(root);
   static_cast<TypedNode<T, D>*>(root_node.get())->accumulate(g);
@@ -117,12 +119,11 @@ std::vector<Tensor<T, D>> grad(const Tensor<T, D>& root, const std::vector<Tenso
   AVGRAD_CHECK(root.defined() && root.requires_grad(), "grad", "output does not require grad");
   Tensor<T, D> g = seed.defined() ? seed : Tensor<T, D>();
   if (!g.defined()) {
-    AVGRAD_CHECK(root.numel() == 1, "grad", "output of shape ", root.shape(),
-                 " is not a scalar; pass a seed gradient");
+    AVGRAD_CHECK(root.numel() == 1, "grad", "output of shape ", root.shape(), " is not a scalar; pass a seed gradient");
     g = ones<T, D>(root.shape());
   }
-  AVGRAD_CHECK(g.shape() == root.shape(), "grad", "seed gradient shape ", g.shape(),
-               " differs from output shape ", root.shape());
+  AVGRAD_CHECK(g.shape() == root.shape(), "grad", "seed gradient shape ", g.shape(), " differs from output shape ",
+               root.shape());
   NoGradGuard no_grad;
   std::vector<std::shared_ptr<Node>> accs;
   std::unordered_set<Node*> targets;
@@ -152,8 +153,7 @@ std::vector<Tensor<T, D>> grad(const Tensor<T, D>& root, const std::vector<Tenso
 }  // namespace avgrad::autograd
 
 namespace avgrad {
-template <Element T, Device D>
-void Tensor<T, D>::backward(const Tensor& seed, BackwardOptions opts) const {
+template <Element T, Device D> void Tensor<T, D>::backward(const Tensor& seed, BackwardOptions opts) const {
   static_assert(Floating<T>, "backward() needs a floating-point tensor");
   autograd::backward(*this, seed, opts);
 }

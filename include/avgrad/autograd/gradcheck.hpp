@@ -17,12 +17,12 @@
 namespace avgrad {
 
 struct GradcheckOptions {
-  double eps = 1e-6;                 ///< finite-difference step
-  double atol = 1e-5;                ///< |analytic − numeric| ≤ atol + rtol·|numeric|
+  double eps = 1e-6;   ///< finite-difference step
+  double atol = 1e-5;  ///< |analytic − numeric| ≤ atol + rtol·|numeric|
   double rtol = 1e-3;
-  std::int64_t max_elements = 512;   ///< per input; larger inputs are checked on a random subset
-  bool skip_kinks = true;            ///< skip elements whose one-sided differences disagree
-  double kink_tol = 1e-3;            ///< relative disagreement that marks a kink
+  std::int64_t max_elements = 512;     ///< per input; larger inputs are checked on a random subset
+  bool skip_kinks = true;              ///< skip elements whose one-sided differences disagree
+  double kink_tol = 1e-3;              ///< relative disagreement that marks a kink
   double max_skipped_fraction = 0.25;  ///< more skipped elements than this fails the check
   std::uint64_t seed = 1234;
 };
@@ -56,7 +56,8 @@ GradcheckResult gradcheck(const std::function<Tensor<T, Cpu>(const std::vector<T
   Tensor<T, Cpu> v;
   auto scalar_of = [&](const Tensor<T, Cpu>& y) {
     NoGradGuard ng;
-    auto p = detail::map<T>(y.detach(), v, [](T a, T b) { return a * b; }, "gradcheck");
+    auto p = detail::map<T>(
+        y.detach(), v, [](T a, T b) { return a * b; }, "gradcheck");
     double s = 0;
     for (T e : p.to_vector()) s += static_cast<double>(e);
     return s;

@@ -18,8 +18,7 @@
 
 namespace avgrad {
 namespace detail {
-template <Element T, Device D>
-Tensor<T, D> add_into(const Tensor<T, D>& a, const Tensor<T, D>& b);  // ops/binary.hpp
+template <Element T, Device D> Tensor<T, D> add_into(const Tensor<T, D>& a, const Tensor<T, D>& b);  // ops/binary.hpp
 }  // namespace detail
 
 namespace autograd {
@@ -55,15 +54,14 @@ class Node {
 };
 
 /// A node whose output is a Tensor<T, D>: it owns that output's pending gradient.
-template <Floating T, Device D>
-class TypedNode : public Node {
+template <Floating T, Device D> class TypedNode : public Node {
  public:
   explicit TypedNode(Shape out_shape) : out_shape_(out_shape) {}
 
   /// pending += g. g must have the output's shape (a backward bug otherwise).
   void accumulate(const Tensor<T, D>& g) {
-    AVGRAD_CHECK(g.shape() == out_shape_, name(), "gradient of shape ", g.shape(),
-                 " does not match output shape ", out_shape_);
+    AVGRAD_CHECK(g.shape() == out_shape_, name(), "gradient of shape ", g.shape(), " does not match output shape ",
+                 out_shape_);
     pending_ = pending_.defined() ? detail::add_into(pending_, g) : g;
   }
   bool has_pending() const override { return pending_.defined(); }
@@ -77,8 +75,7 @@ class TypedNode : public Node {
 };
 
 /// Ends every path at a leaf: adds the arriving gradient into leaf.grad.
-template <Floating T, Device D>
-class AccumulateGrad final : public TypedNode<T, D> {
+template <Floating T, Device D> class AccumulateGrad final : public TypedNode<T, D> {
  public:
   explicit AccumulateGrad(const std::shared_ptr<detail::TensorImpl<T, D>>& leaf)
       : TypedNode<T, D>(leaf->shape), leaf_(leaf) {}
@@ -104,8 +101,7 @@ class AccumulateGrad final : public TypedNode<T, D> {
 };
 
 /// The edge an op records for input x: its producer, its leaf accumulator, or null.
-template <Floating T, Device D>
-std::shared_ptr<Node> gradient_edge(const Tensor<T, D>& x) {
+template <Floating T, Device D> std::shared_ptr<Node> gradient_edge(const Tensor<T, D>& x) {
   auto* impl = x.impl();
   if (impl->grad_fn) return impl->grad_fn;
   if (!impl->requires_grad) return nullptr;
@@ -118,8 +114,7 @@ std::shared_ptr<Node> gradient_edge(const Tensor<T, D>& x) {
 /// A tensor captured for backward. Stored without history (no reference cycle
 /// through the output's own node) and with the storage version at save time, so
 /// an in-place write between forward and backward is reported, not silently used.
-template <Element T, Device D>
-class Saved {
+template <Element T, Device D> class Saved {
  public:
   Saved() = default;
   explicit Saved(const Tensor<T, D>& t)
@@ -137,13 +132,11 @@ class Saved {
 };
 
 /// Input gradients of an op: one per input, undefined where not needed.
-template <Floating T, Device D>
-using Grads = std::vector<Tensor<T, D>>;
+template <Floating T, Device D> using Grads = std::vector<Tensor<T, D>>;
 
 /// The node of a differentiable op: a name and a backward closure that maps the
 /// output gradient to the input gradients (skipping inputs with needed[i] false).
-template <Floating T, Device D>
-class FunctionNode final : public TypedNode<T, D> {
+template <Floating T, Device D> class FunctionNode final : public TypedNode<T, D> {
  public:
   using Backward = std::function<Grads<T, D>(const Tensor<T, D>& grad_out, const std::vector<bool>& needed)>;
   FunctionNode(std::string_view name, Shape out_shape, Backward fn)
@@ -157,8 +150,8 @@ class FunctionNode final : public TypedNode<T, D> {
     auto g = this->take_pending();
     if (!g.defined()) return;
     Grads<T, D> grads = fn_(g, needed);
-    AVGRAD_CHECK(grads.size() == this->next.size(), name_, "backward returned ", grads.size(),
-                 " gradients for ", this->next.size(), " inputs");
+    AVGRAD_CHECK(grads.size() == this->next.size(), name_, "backward returned ", grads.size(), " gradients for ",
+                 this->next.size(), " inputs");
     for (std::size_t i = 0; i < grads.size(); ++i) {
       if (!needed[i] || !grads[i].defined()) continue;
       static_cast<TypedNode<T, D>*>(this->next[i].get())->accumulate(grads[i]);
@@ -172,8 +165,7 @@ class FunctionNode final : public TypedNode<T, D> {
 };
 
 /// True when an op on these inputs must record a node.
-template <Floating T, Device D>
-bool any_requires_grad(std::initializer_list<const Tensor<T, D>*> inputs) {
+template <Floating T, Device D> bool any_requires_grad(std::initializer_list<const Tensor<T, D>*> inputs) {
   if (!grad_enabled()) return false;
   for (auto* x : inputs)
     if (x && x->defined() && x->requires_grad()) return true;
@@ -183,8 +175,7 @@ bool any_requires_grad(std::initializer_list<const Tensor<T, D>*> inputs) {
 /// Attaches a backward node to `out` when grad mode is on and some input needs
 /// grad; returns `out`. `backward(g, needed)` returns one gradient per input.
 template <Floating T, Device D, class F>
-Tensor<T, D> record(std::string_view name, Tensor<T, D> out, const std::vector<Tensor<T, D>>& inputs,
-                    F&& backward) {
+Tensor<T, D> record(std::string_view name, Tensor<T, D> out, const std::vector<Tensor<T, D>>& inputs, F&& backward) {
   if (!grad_enabled()) return out;
   bool any = false;
   for (const auto& x : inputs) any = any || (x.defined() && x.requires_grad());

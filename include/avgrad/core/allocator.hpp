@@ -3,10 +3,10 @@
 // fresh pages each step. Statistics let tests and benchmarks prove it.
 #pragma once
 
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
-#include <bit>
 #include <map>
 #include <mutex>
 #include <new>
@@ -18,10 +18,10 @@ namespace avgrad {
 
 /// Counters of one allocator. bytes_* count size-class bytes, not requests.
 struct AllocatorStats {
-  std::size_t in_use = 0;         ///< bytes handed out and not yet returned
-  std::size_t reserved = 0;       ///< bytes obtained from the system (in use + cached)
-  std::size_t peak_in_use = 0;    ///< high-water mark of in_use
-  std::uint64_t allocations = 0;  ///< calls to allocate()
+  std::size_t in_use = 0;                ///< bytes handed out and not yet returned
+  std::size_t reserved = 0;              ///< bytes obtained from the system (in use + cached)
+  std::size_t peak_in_use = 0;           ///< high-water mark of in_use
+  std::uint64_t allocations = 0;         ///< calls to allocate()
   std::uint64_t system_allocations = 0;  ///< allocate() calls the cache could not serve
 };
 

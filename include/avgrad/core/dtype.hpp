@@ -10,22 +10,26 @@
 namespace avgrad {
 
 template <class T>
-concept Element = std::same_as<T, float> || std::same_as<T, double> ||
-                  std::same_as<T, std::int32_t> || std::same_as<T, std::int64_t> ||
-                  std::same_as<T, bool> || std::same_as<T, std::uint8_t>;
+concept Element = std::same_as<T, float> || std::same_as<T, double> || std::same_as<T, std::int32_t> ||
+    std::same_as<T, std::int64_t> || std::same_as<T, bool> || std::same_as<T, std::uint8_t>;
 
 /// Types that can require grad and take part in the tape.
 template <class T>
 concept Floating = std::same_as<T, float> || std::same_as<T, double>;
 
-template <Element T>
-constexpr std::string_view dtype_name() {
-  if constexpr (std::same_as<T, float>) return "float32";
-  else if constexpr (std::same_as<T, double>) return "float64";
-  else if constexpr (std::same_as<T, std::int32_t>) return "int32";
-  else if constexpr (std::same_as<T, std::int64_t>) return "int64";
-  else if constexpr (std::same_as<T, bool>) return "bool";
-  else return "uint8";
+template <Element T> constexpr std::string_view dtype_name() {
+  if constexpr (std::same_as<T, float>)
+    return "float32";
+  else if constexpr (std::same_as<T, double>)
+    return "float64";
+  else if constexpr (std::same_as<T, std::int32_t>)
+    return "int32";
+  else if constexpr (std::same_as<T, std::int64_t>)
+    return "int64";
+  else if constexpr (std::same_as<T, bool>)
+    return "bool";
+  else
+    return "uint8";
 }
 
 }  // namespace avgrad

@@ -23,8 +23,7 @@ class Error : public std::runtime_error {
 };
 
 namespace detail {
-template <class... Args>
-std::string concat(Args&&... args) {
+template <class... Args> std::string concat(Args&&... args) {
   std::ostringstream os;
   (os << ... << std::forward<Args>(args));
   return os.str();
@@ -35,8 +34,8 @@ std::string concat(Args&&... args) {
 
 /// AVGRAD_CHECK(cond, op, parts...): throws avgrad::Error(op, concat(parts...))
 /// when cond is false. Never compiled out: bad input must not become UB.
-#define AVGRAD_CHECK(cond, op, ...)                                          \
-  do {                                                                       \
-    if (!(cond)) [[unlikely]]                                                \
-      throw ::avgrad::Error((op), ::avgrad::detail::concat(__VA_ARGS__));    \
+#define AVGRAD_CHECK(cond, op, ...)                                       \
+  do {                                                                    \
+    if (!(cond)) [[unlikely]]                                             \
+      throw ::avgrad::Error((op), ::avgrad::detail::concat(__VA_ARGS__)); \
   } while (0)

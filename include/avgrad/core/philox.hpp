@@ -18,7 +18,7 @@ struct PhiloxBlock {
 
 /// One Philox4x32-10 evaluation: 128-bit counter, 64-bit key -> 4 x 32 random bits.
 AVGRAD_HOST_DEVICE inline PhiloxBlock philox4x32_10(std::uint64_t counter_lo, std::uint64_t counter_hi,
-                                                   std::uint64_t key) {
+                                                    std::uint64_t key) {
   constexpr std::uint32_t kMul0 = 0xD2511F53u, kMul1 = 0xCD9E8D57u;
   constexpr std::uint32_t kWeyl0 = 0x9E3779B9u, kWeyl1 = 0xBB67AE85u;
   std::uint32_t c0 = static_cast<std::uint32_t>(counter_lo), c1 = static_cast<std::uint32_t>(counter_lo >> 32);
@@ -55,13 +55,14 @@ AVGRAD_HOST_DEVICE inline double uniform_double(std::uint32_t hi, std::uint32_t 
 template <class T>
 AVGRAD_HOST_DEVICE inline T philox_uniform(std::uint64_t key, std::uint64_t offset, std::uint64_t i) {
   PhiloxBlock b = philox4x32_10(offset + i, 0, key);
-  if constexpr (sizeof(T) == 4) return static_cast<T>(uniform_float(b.v[0]));
-  else return static_cast<T>(uniform_double(b.v[0], b.v[1]));
+  if constexpr (sizeof(T) == 4)
+    return static_cast<T>(uniform_float(b.v[0]));
+  else
+    return static_cast<T>(uniform_double(b.v[0], b.v[1]));
 }
 
 /// The i-th standard normal draw of the stream (Box–Muller on one block).
-template <class T>
-AVGRAD_HOST_DEVICE inline T philox_normal(std::uint64_t key, std::uint64_t offset, std::uint64_t i) {
+template <class T> AVGRAD_HOST_DEVICE inline T philox_normal(std::uint64_t key, std::uint64_t offset, std::uint64_t i) {
   PhiloxBlock b = philox4x32_10(offset + i, 1, key);
   double u1 = uniform_double(b.v[0], b.v[1]);
   double u2 = uniform_double(b.v[2], b.v[3]);

@@ -78,8 +78,7 @@ class Shape {
   std::string str() const { return detail::concat(*this); }
 
  private:
-  template <class It>
-  void assign(It first, It last) {
+  template <class It> void assign(It first, It last) {
     auto n = std::distance(first, last);
     AVGRAD_CHECK(n <= kMaxRank, "Shape", "rank ", n, " exceeds the maximum ", kMaxRank);
     rank_ = static_cast<int>(n);
@@ -105,8 +104,7 @@ inline Strides contiguous_strides(const Shape& shape) {
 
 /// Normalises a possibly negative axis into [0, rank); throws naming the op.
 inline int normalize_axis(std::int64_t axis, int rank, const char* op) {
-  AVGRAD_CHECK(axis >= -rank && axis < std::max(rank, 1), op, "axis ", axis,
-               " out of range for rank ", rank);
+  AVGRAD_CHECK(axis >= -rank && axis < std::max(rank, 1), op, "axis ", axis, " out of range for rank ", rank);
   return static_cast<int>(axis < 0 ? axis + rank : axis);
 }
 
@@ -117,8 +115,8 @@ inline Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
   for (int i = 0; i < r; ++i) {
     int ia = a.rank() - r + i, ib = b.rank() - r + i;
     std::int64_t da = ia >= 0 ? a[ia] : 1, db = ib >= 0 ? b[ib] : 1;
-    AVGRAD_CHECK(da == db || da == 1 || db == 1, op, "shapes ", a, " and ", b,
-                 " do not broadcast (dim ", i, ": ", da, " vs ", db, ")");
+    AVGRAD_CHECK(da == db || da == 1 || db == 1, op, "shapes ", a, " and ", b, " do not broadcast (dim ", i, ": ", da,
+                 " vs ", db, ")");
     out[i] = da == 1 ? db : da;
   }
   return out;
@@ -129,8 +127,7 @@ inline Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
 inline Strides broadcast_strides(const Shape& shape, const Strides& strides, const Shape& target) {
   Strides out = Shape::filled(target.rank(), 0);
   int off = target.rank() - shape.rank();
-  for (int i = 0; i < shape.rank(); ++i)
-    out[off + i] = (shape[i] == 1 && target[off + i] != 1) ? 0 : strides[i];
+  for (int i = 0; i < shape.rank(); ++i) out[off + i] = (shape[i] == 1 && target[off + i] != 1) ? 0 : strides[i];
   return out;
 }
 

@@ -15,12 +15,10 @@
 
 namespace avgrad {
 
-template <Element T, Device D>
-class Storage;
+template <Element T, Device D> class Storage;
 
 /// Host storage.
-template <Element T>
-class Storage<T, Cpu> {
+template <Element T> class Storage<T, Cpu> {
  public:
   /// Owning: `n` elements from the pool, uninitialised.
   explicit Storage(std::int64_t n) : size_(n), owning_(true) {

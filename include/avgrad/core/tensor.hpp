@@ -27,28 +27,25 @@ namespace avgrad {
 
 namespace autograd {
 class Node;
-template <Floating T, Device D>
-class AccumulateGrad;
+template <Floating T, Device D> class AccumulateGrad;
 }  // namespace autograd
 
-template <Element T, Device D = Cpu>
-class Tensor;
+template <Element T, Device D = Cpu> class Tensor;
 
 namespace detail {
 
 /// The shared state behind a Tensor handle.
-template <Element T, Device D>
-struct TensorImpl {
+template <Element T, Device D> struct TensorImpl {
   std::shared_ptr<Storage<T, D>> storage;
   Shape shape;
   Strides strides;
   std::int64_t offset = 0;
 
   // Autograd slots (meaningful for floating T only).
-  bool requires_grad = false;                       ///< leaf flag set by the user
-  std::shared_ptr<autograd::Node> grad_fn;          ///< producer, for non-leaves
-  std::shared_ptr<TensorImpl> grad;                 ///< accumulated leaf gradient
-  std::weak_ptr<autograd::Node> grad_accumulator;   ///< one per leaf per live graph
+  bool requires_grad = false;                      ///< leaf flag set by the user
+  std::shared_ptr<autograd::Node> grad_fn;         ///< producer, for non-leaves
+  std::shared_ptr<TensorImpl> grad;                ///< accumulated leaf gradient
+  std::weak_ptr<autograd::Node> grad_accumulator;  ///< one per leaf per live graph
 };
 
 }  // namespace detail
@@ -58,8 +55,7 @@ struct BackwardOptions {
   bool retain_graph = false;  ///< keep saved tensors so backward can run again
 };
 
-template <Element T, Device D>
-class Tensor {
+template <Element T, Device D> class Tensor {
  public:
   using value_type = T;
   using device_type = D;
@@ -71,8 +67,7 @@ class Tensor {
 
   /// A fresh contiguous tensor with uninitialised contents.
   static Tensor empty(const Shape& shape) {
-    for (auto d : shape)
-      AVGRAD_CHECK(d >= 0, "empty", "negative extent in shape ", shape);
+    for (auto d : shape) AVGRAD_CHECK(d >= 0, "empty", "negative extent in shape ", shape);
     auto impl = std::make_shared<Impl>();
     impl->storage = std::make_shared<Storage<T, D>>(shape.numel());
     impl->shape = shape;
@@ -80,21 +75,20 @@ class Tensor {
     return Tensor(std::move(impl));
   }
   /// A view over (storage, shape, strides, offset); bounds are checked.
-  static Tensor from_storage(std::shared_ptr<Storage<T, D>> storage, const Shape& shape,
-                             const Strides& strides, std::int64_t offset) {
-    AVGRAD_CHECK(shape.rank() == strides.rank(), "as_strided", "shape ", shape, " and strides ",
-                 strides, " differ in rank");
+  static Tensor from_storage(std::shared_ptr<Storage<T, D>> storage, const Shape& shape, const Strides& strides,
+                             std::int64_t offset) {
+    AVGRAD_CHECK(shape.rank() == strides.rank(), "as_strided", "shape ", shape, " and strides ", strides,
+                 " differ in rank");
     std::int64_t hi = offset;
     bool any_empty = false;
     for (int i = 0; i < shape.rank(); ++i) {
-      AVGRAD_CHECK(shape[i] >= 0 && strides[i] >= 0, "as_strided", "negative extent or stride: shape ",
-                   shape, " strides ", strides);
+      AVGRAD_CHECK(shape[i] >= 0 && strides[i] >= 0, "as_strided", "negative extent or stride: shape ", shape,
+                   " strides ", strides);
       if (shape[i] == 0) any_empty = true;
       hi += (shape[i] - 1) * strides[i];
     }
-    AVGRAD_CHECK(offset >= 0 && (any_empty || hi < storage->size()), "as_strided", "view shape ", shape,
-                 " strides ", strides, " offset ", offset, " exceeds storage of ", storage->size(),
-                 " elements");
+    AVGRAD_CHECK(offset >= 0 && (any_empty || hi < storage->size()), "as_strided", "view shape ", shape, " strides ",
+                 strides, " offset ", offset, " exceeds storage of ", storage->size(), " elements");
     auto impl = std::make_shared<Impl>();
     impl->storage = std::move(storage);
     impl->shape = shape;
@@ -109,12 +103,8 @@ class Tensor {
   const Strides& strides() const { return checked().strides; }
   std::int64_t offset() const { return checked().offset; }
   int dim() const { return shape().rank(); }
-  std::int64_t size(std::int64_t axis) const {
-    return shape()[normalize_axis(axis, dim(), "size")];
-  }
-  std::int64_t stride(std::int64_t axis) const {
-    return strides()[normalize_axis(axis, dim(), "stride")];
-  }
+  std::int64_t size(std::int64_t axis) const { return shape()[normalize_axis(axis, dim(), "size")]; }
+  std::int64_t stride(std::int64_t axis) const { return strides()[normalize_axis(axis, dim(), "stride")]; }
   std::int64_t numel() const { return shape().numel(); }
   static constexpr std::string_view dtype() { return dtype_name<T>(); }
   static constexpr std::string_view device() { return D::name; }
@@ -141,29 +131,21 @@ class Tensor {
 
   // ---- element access (host tensors; for tests and small glue code) --------
   /// Element at a full multi-index; bounds-checked.
-  T at(std::initializer_list<std::int64_t> idx) const
-    requires std::same_as<D, Cpu>
-  {
+  T at(std::initializer_list<std::int64_t> idx) const requires std::same_as<D, Cpu> {
     return data()[linear_offset(idx, "at")];
   }
   /// Writes one element (bumps the version: saved copies in a graph are stale).
-  void set(std::initializer_list<std::int64_t> idx, T value)
-    requires std::same_as<D, Cpu>
-  {
+  void set(std::initializer_list<std::int64_t> idx, T value) requires std::same_as<D, Cpu> {
     data()[linear_offset(idx, "set")] = value;
     impl_->storage->bump_version();
   }
   /// The value of a one-element tensor.
-  T item() const
-    requires std::same_as<D, Cpu>
-  {
-    AVGRAD_CHECK(numel() == 1, "item", "tensor of shape ", shape(), " has ", numel(),
-                 " elements, expected 1");
+  T item() const requires std::same_as<D, Cpu> {
+    AVGRAD_CHECK(numel() == 1, "item", "tensor of shape ", shape(), " has ", numel(), " elements, expected 1");
     return *data();
   }
   /// Elements in row-major order.
-  std::vector<T> to_vector() const
-    requires std::same_as<D, Cpu>;
+  std::vector<T> to_vector() const requires std::same_as<D, Cpu>;
 
   // ---- autograd -------------------------------------------------------------
   bool requires_grad() const {
@@ -218,13 +200,10 @@ class Tensor {
   Tensor flatten(std::int64_t start = 0, std::int64_t end = -1) const;
   Tensor contiguous() const;
   Tensor clone() const;
-  template <Element U>
-  Tensor<U, D> to() const;
+  template <Element U> Tensor<U, D> to() const;
 
   // ---- printing ---------------------------------------------------------------
-  friend std::ostream& operator<<(std::ostream& os, const Tensor& x)
-    requires std::same_as<D, Cpu>
-  {
+  friend std::ostream& operator<<(std::ostream& os, const Tensor& x) requires std::same_as<D, Cpu> {
     if (!x.defined()) return os << "Tensor(undefined)";
     os << "Tensor(shape=" << x.shape() << ", dtype=" << dtype_name<T>() << ", device=" << D::name;
     if (x.requires_grad()) os << ", requires_grad";
@@ -234,15 +213,15 @@ class Tensor {
     os << std::setprecision(6) << '[';
     for (std::int64_t i = 0; i < std::min<std::int64_t>(cap, static_cast<std::int64_t>(v.size())); ++i) {
       if (i) os << (x.dim() && i % x.shape().back() == 0 ? ",\n " : ", ");
-      if constexpr (std::same_as<T, bool> || std::same_as<T, std::uint8_t>) os << int(v[i]);
-      else os << v[i];
+      if constexpr (std::same_as<T, bool> || std::same_as<T, std::uint8_t>)
+        os << int(v[i]);
+      else
+        os << v[i];
     }
     if (static_cast<std::int64_t>(v.size()) > cap) os << ", ... (" << v.size() << " elements)";
     return os << ']';
   }
-  std::string str() const
-    requires std::same_as<D, Cpu>
-  {
+  std::string str() const requires std::same_as<D, Cpu> {
     std::ostringstream os;
     os << *this;
     return os.str();
@@ -260,8 +239,7 @@ class Tensor {
     std::int64_t off = 0;
     int k = 0;
     for (std::int64_t i : idx) {
-      AVGRAD_CHECK(i >= 0 && i < t.shape[k], op, "index ", i, " out of range for dim ", k,
-                   " of shape ", t.shape);
+      AVGRAD_CHECK(i >= 0 && i < t.shape[k], op, "index ", i, " out of range for dim ", k, " of shape ", t.shape);
       off += i * t.strides[k++];
     }
     return off;
@@ -271,8 +249,7 @@ class Tensor {
 };
 
 /// Calls f(offset) for every element of (shape, strides) in row-major order.
-template <class F>
-void for_each_offset(const Shape& shape, const Strides& strides, F&& f) {
+template <class F> void for_each_offset(const Shape& shape, const Strides& strides, F&& f) {
   const int r = shape.rank();
   if (shape.numel() == 0) return;
   std::array<std::int64_t, kMaxRank> idx{};
@@ -291,10 +268,7 @@ void for_each_offset(const Shape& shape, const Strides& strides, F&& f) {
   }
 }
 
-template <Element T, Device D>
-std::vector<T> Tensor<T, D>::to_vector() const
-  requires std::same_as<D, Cpu>
-{
+template <Element T, Device D> std::vector<T> Tensor<T, D>::to_vector() const requires std::same_as<D, Cpu> {
   std::vector<T> out;
   out.reserve(static_cast<std::size_t>(numel()));
   const T* p = data();
@@ -304,13 +278,9 @@ std::vector<T> Tensor<T, D>::to_vector() const
 
 // ---- factories ----------------------------------------------------------------
 
-template <Element T, Device D = Cpu>
-Tensor<T, D> empty(const Shape& shape) {
-  return Tensor<T, D>::empty(shape);
-}
+template <Element T, Device D = Cpu> Tensor<T, D> empty(const Shape& shape) { return Tensor<T, D>::empty(shape); }
 
-template <Element T, Device D = Cpu>
-Tensor<T, D> full(const Shape& shape, T value) {
+template <Element T, Device D = Cpu> Tensor<T, D> full(const Shape& shape, T value) {
   static_assert(std::same_as<D, Cpu>, "full<Cuda> is provided by the CUDA backend");
   auto t = Tensor<T, D>::empty(shape);
   T* p = t.data();
@@ -319,22 +289,12 @@ Tensor<T, D> full(const Shape& shape, T value) {
   for (std::int64_t i = 0; i < n; ++i) p[i] = value;
   return t;
 }
-template <Element T, Device D = Cpu>
-Tensor<T, D> zeros(const Shape& shape) {
-  return full<T, D>(shape, T(0));
-}
-template <Element T, Device D = Cpu>
-Tensor<T, D> ones(const Shape& shape) {
-  return full<T, D>(shape, T(1));
-}
-template <Element T, Device D = Cpu>
-Tensor<T, D> scalar(T value) {
-  return full<T, D>(Shape{}, value);
-}
+template <Element T, Device D = Cpu> Tensor<T, D> zeros(const Shape& shape) { return full<T, D>(shape, T(0)); }
+template <Element T, Device D = Cpu> Tensor<T, D> ones(const Shape& shape) { return full<T, D>(shape, T(1)); }
+template <Element T, Device D = Cpu> Tensor<T, D> scalar(T value) { return full<T, D>(Shape{}, value); }
 
 /// [start, stop) with the given step, like numpy.arange.
-template <Element T, Device D = Cpu>
-Tensor<T, D> arange(double start, double stop, double step = 1.0) {
+template <Element T, Device D = Cpu> Tensor<T, D> arange(double start, double stop, double step = 1.0) {
   AVGRAD_CHECK(step != 0 && std::isfinite(start) && std::isfinite(stop) && std::isfinite(step), "arange",
                "invalid range start=", start, " stop=", stop, " step=", step);
   auto n = static_cast<std::int64_t>(std::ceil((stop - start) / step));
@@ -342,14 +302,10 @@ Tensor<T, D> arange(double start, double stop, double step = 1.0) {
   for (std::int64_t i = 0; i < t.numel(); ++i) t.data()[i] = static_cast<T>(start + static_cast<double>(i) * step);
   return t;
 }
-template <Element T, Device D = Cpu>
-Tensor<T, D> arange(double stop) {
-  return arange<T, D>(0.0, stop, 1.0);
-}
+template <Element T, Device D = Cpu> Tensor<T, D> arange(double stop) { return arange<T, D>(0.0, stop, 1.0); }
 
 /// `steps` evenly spaced values from start to stop inclusive.
-template <Floating T, Device D = Cpu>
-Tensor<T, D> linspace(double start, double stop, std::int64_t steps) {
+template <Floating T, Device D = Cpu> Tensor<T, D> linspace(double start, double stop, std::int64_t steps) {
   AVGRAD_CHECK(steps >= 0, "linspace", "negative number of steps ", steps);
   auto t = Tensor<T, D>::empty(Shape{steps});
   const double h = steps > 1 ? (stop - start) / static_cast<double>(steps - 1) : 0.0;
@@ -359,8 +315,7 @@ Tensor<T, D> linspace(double start, double stop, std::int64_t steps) {
 }
 
 /// n x m identity (m defaults to n).
-template <Element T, Device D = Cpu>
-Tensor<T, D> eye(std::int64_t n, std::int64_t m = -1) {
+template <Element T, Device D = Cpu> Tensor<T, D> eye(std::int64_t n, std::int64_t m = -1) {
   if (m < 0) m = n;
   auto t = zeros<T, D>(Shape{n, m});
   for (std::int64_t i = 0; i < std::min(n, m); ++i) t.data()[i * m + i] = T(1);
@@ -369,8 +324,7 @@ Tensor<T, D> eye(std::int64_t n, std::int64_t m = -1) {
 
 /// Uniform in [low, high) from the Philox stream of `gen`.
 template <Floating T, Device D = Cpu>
-Tensor<T, D> rand(const Shape& shape, Generator& gen = default_generator(), double low = 0.0,
-                  double high = 1.0) {
+Tensor<T, D> rand(const Shape& shape, Generator& gen = default_generator(), double low = 0.0, double high = 1.0) {
   auto t = Tensor<T, D>::empty(shape);
   const std::int64_t n = t.numel();
   const std::uint64_t off = gen.advance(static_cast<std::uint64_t>(n));
@@ -384,8 +338,7 @@ Tensor<T, D> rand(const Shape& shape, Generator& gen = default_generator(), doub
 
 /// Normal(mean, std) from the Philox stream of `gen`.
 template <Floating T, Device D = Cpu>
-Tensor<T, D> randn(const Shape& shape, Generator& gen = default_generator(), double mean = 0.0,
-                   double std = 1.0) {
+Tensor<T, D> randn(const Shape& shape, Generator& gen = default_generator(), double mean = 0.0, double std = 1.0) {
   auto t = Tensor<T, D>::empty(shape);
   const std::int64_t n = t.numel();
   const std::uint64_t off = gen.advance(static_cast<std::uint64_t>(n));
@@ -414,40 +367,28 @@ Tensor<T, D> randint(std::int64_t low, std::int64_t high, const Shape& shape, Ge
 }
 
 /// Copies values into a new tensor; values.size() must equal shape.numel().
-template <Element T, Device D = Cpu>
-Tensor<T, D> from_vector(const std::vector<T>& values, const Shape& shape) {
+template <Element T, Device D = Cpu> Tensor<T, D> from_vector(const std::vector<T>& values, const Shape& shape) {
   AVGRAD_CHECK(static_cast<std::int64_t>(values.size()) == shape.numel(), "from_vector", values.size(),
                " values do not fill shape ", shape);
   auto t = Tensor<T, D>::empty(shape);
   std::copy(values.begin(), values.end(), t.data());
   return t;
 }
-template <Element T, Device D = Cpu>
-Tensor<T, D> from_vector(const std::vector<T>& values) {
+template <Element T, Device D = Cpu> Tensor<T, D> from_vector(const std::vector<T>& values) {
   return from_vector<T, D>(values, Shape{static_cast<std::int64_t>(values.size())});
 }
 
 /// Non-owning contiguous view of caller memory; the caller keeps it alive and
 /// must not free it while any view exists.
-template <Element T, Device D = Cpu>
-Tensor<T, D> from_blob(T* data, const Shape& shape) {
+template <Element T, Device D = Cpu> Tensor<T, D> from_blob(T* data, const Shape& shape) {
   AVGRAD_CHECK(data != nullptr || shape.numel() == 0, "from_blob", "null pointer for shape ", shape);
   auto storage = std::make_shared<Storage<T, D>>(data, shape.numel());
   return Tensor<T, D>::from_storage(std::move(storage), shape, contiguous_strides(shape), 0);
 }
 
 /// Same shape, dtype, device; uninitialised / zeros / ones.
-template <Element T, Device D>
-Tensor<T, D> empty_like(const Tensor<T, D>& x) {
-  return Tensor<T, D>::empty(x.shape());
-}
-template <Element T, Device D>
-Tensor<T, D> zeros_like(const Tensor<T, D>& x) {
-  return zeros<T, D>(x.shape());
-}
-template <Element T, Device D>
-Tensor<T, D> ones_like(const Tensor<T, D>& x) {
-  return ones<T, D>(x.shape());
-}
+template <Element T, Device D> Tensor<T, D> empty_like(const Tensor<T, D>& x) { return Tensor<T, D>::empty(x.shape()); }
+template <Element T, Device D> Tensor<T, D> zeros_like(const Tensor<T, D>& x) { return zeros<T, D>(x.shape()); }
+template <Element T, Device D> Tensor<T, D> ones_like(const Tensor<T, D>& x) { return ones<T, D>(x.shape()); }
 
 }  // namespace avgrad

@@ -56,8 +56,7 @@ namespace detail {
 
 inline constexpr std::string_view kNpyMagic{"\x93NUMPY", 6};
 
-template <Element T>
-constexpr std::string_view npy_descr() {
+template <Element T> constexpr std::string_view npy_descr() {
   if constexpr (std::same_as<T, float>)
     return "<f4";
   else if constexpr (std::same_as<T, double>)
@@ -90,8 +89,7 @@ inline std::string npy_preamble(std::string_view descr, const Shape& shape) {
 }
 
 /// Appends the row-major little-endian bytes of t to out.
-template <Element T>
-void append_le_bytes(std::vector<std::uint8_t>& out, const Tensor<T, Cpu>& t) {
+template <Element T> void append_le_bytes(std::vector<std::uint8_t>& out, const Tensor<T, Cpu>& t) {
   const std::size_t at = out.size();
   out.resize(at + static_cast<std::size_t>(t.numel()) * sizeof(T));
   std::uint8_t* p = out.data() + at;
@@ -315,9 +313,9 @@ inline NpyHeader read_npy_header(std::span<const std::uint8_t> bytes, const std:
 }
 
 /// The array of a .npy image as Tensor<T, Cpu>, converted like SafetensorsFile::get<T>.
-template <Element T>
-Tensor<T, Cpu> npy_from_bytes(std::span<const std::uint8_t> bytes, const std::string& source = "<memory>",
-                              std::string_view op = "load_npy") {
+template <Element T> Tensor<T, Cpu> npy_from_bytes(std::span<const std::uint8_t> bytes,
+                                                   const std::string& source = "<memory>",
+                                                   std::string_view op = "load_npy") {
   const NpyHeader h = read_npy_header(bytes, source, op);
   AVGRAD_CHECK(detail::stored_convertible<T>(h.code), op, source, ": array stored as '", h.descr, "' (",
                detail::stored_info(h.code).name, ") cannot be read as ", dtype_name<T>(),
@@ -329,8 +327,7 @@ Tensor<T, Cpu> npy_from_bytes(std::span<const std::uint8_t> bytes, const std::st
 
 /// The .npy image (version 1.0, C order) of a tensor; non-contiguous tensors are written in
 /// row-major order.
-template <Element T>
-std::vector<std::uint8_t> npy_to_bytes(const Tensor<T, Cpu>& t) {
+template <Element T> std::vector<std::uint8_t> npy_to_bytes(const Tensor<T, Cpu>& t) {
   AVGRAD_CHECK(t.defined(), "save_npy", "tensor is undefined");
   const std::string pre = detail::npy_preamble(detail::npy_descr<T>(), t.shape());
   std::vector<std::uint8_t> out(pre.begin(), pre.end());
@@ -340,15 +337,13 @@ std::vector<std::uint8_t> npy_to_bytes(const Tensor<T, Cpu>& t) {
 }
 
 /// Writes a .npy file atomically.
-template <Element T>
-void save_npy(const std::filesystem::path& path, const Tensor<T, Cpu>& t) {
+template <Element T> void save_npy(const std::filesystem::path& path, const Tensor<T, Cpu>& t) {
   const auto bytes = npy_to_bytes(t);
   write_file_atomic(path, bytes.data(), bytes.size());
 }
 
 /// Reads a .npy file as T; throws avgrad::Error naming the path on any defect.
-template <Element T>
-Tensor<T, Cpu> load_npy(const std::filesystem::path& path) {
+template <Element T> Tensor<T, Cpu> load_npy(const std::filesystem::path& path) {
   const auto bytes = read_file_bytes(path, "load_npy");
   return npy_from_bytes<T>(bytes, path.string());
 }
@@ -393,8 +388,7 @@ class NpzWriter {
  public:
   using Sink = std::function<void(const void*, std::size_t)>;
 
-  template <Element T>
-  NpzWriter& add(std::string name, const Tensor<T, Cpu>& t) {
+  template <Element T> NpzWriter& add(std::string name, const Tensor<T, Cpu>& t) {
     AVGRAD_CHECK(t.defined(), "save_npz", "tensor ", detail::quoted(name), " is undefined");
     AVGRAD_CHECK(!name.empty() && detail::json::is_valid_utf8(name) && name.size() < 0xFF00, "save_npz",
                  "invalid member name ", detail::quoted(name));
@@ -536,8 +530,7 @@ class NpzFile {
   /// The numpy descriptor, e.g. "<f4".
   const std::string& descr(std::string_view name) const { return member(name).header.descr; }
 
-  template <Element T>
-  Tensor<T, Cpu> get(std::string_view name) const {
+  template <Element T> Tensor<T, Cpu> get(std::string_view name) const {
     const Member& m = member(name);
     return npy_from_bytes<T>(std::span<const std::uint8_t>(bytes_.data() + m.offset, m.size), m.label, "load_npz");
   }
@@ -662,8 +655,7 @@ class NpzFile {
 };
 
 /// Reads every array of an .npz as T (converted like SafetensorsFile::get<T>).
-template <Element T>
-std::map<std::string, Tensor<T, Cpu>> load_npz(const std::filesystem::path& path) {
+template <Element T> std::map<std::string, Tensor<T, Cpu>> load_npz(const std::filesystem::path& path) {
   const auto f = NpzFile::open(path);
   std::map<std::string, Tensor<T, Cpu>> out;
   for (const auto& n : f.names()) out.emplace(n, f.get<T>(n));

@@ -80,8 +80,7 @@ inline const StoredDtypeInfo* find_stored_dtype(std::string_view name) {
 }
 
 /// The stored dtype an avgrad element type is written as.
-template <Element T>
-constexpr StoredDtype stored_dtype_of() {
+template <Element T> constexpr StoredDtype stored_dtype_of() {
   if constexpr (std::same_as<T, float>)
     return StoredDtype::F32;
   else if constexpr (std::same_as<T, double>)
@@ -97,8 +96,7 @@ constexpr StoredDtype stored_dtype_of() {
 }
 
 /// Whether get<T>() accepts a tensor stored as `d`: the conversion keeps the kind of value.
-template <Element T>
-constexpr bool stored_convertible(StoredDtype d) {
+template <Element T> constexpr bool stored_convertible(StoredDtype d) {
   const char k = stored_info(d).kind;
   if constexpr (Floating<T>)
     return k == 'f';
@@ -109,16 +107,14 @@ constexpr bool stored_convertible(StoredDtype d) {
 }
 
 /// A scalar of type U from little-endian bytes (any host byte order, any alignment).
-template <class U>
-U load_le(const std::uint8_t* p) {
+template <class U> U load_le(const std::uint8_t* p) {
   std::array<std::uint8_t, sizeof(U)> b;
   std::memcpy(b.data(), p, sizeof(U));
   if constexpr (std::endian::native == std::endian::big) std::reverse(b.begin(), b.end());
   return std::bit_cast<U>(b);
 }
 /// Appends the little-endian bytes of a scalar.
-template <class U>
-void store_le(std::uint8_t* p, U v) {
+template <class U> void store_le(std::uint8_t* p, U v) {
   auto b = std::bit_cast<std::array<std::uint8_t, sizeof(U)>>(v);
   if constexpr (std::endian::native == std::endian::big) std::reverse(b.begin(), b.end());
   std::memcpy(p, b.data(), sizeof(U));
@@ -159,9 +155,8 @@ inline double stored_as_double(StoredDtype d, const std::uint8_t* p) {
 
 /// Converts n elements stored as `d` at `src` into `out`. `op` and `what` ("<file>: tensor
 /// \"w\"") name the source in errors; the caller has checked stored_convertible<T>(d).
-template <Element T>
-void convert_stored(StoredDtype d, const std::uint8_t* src, std::int64_t n, T* out, std::string_view op,
-                    const std::string& what) {
+template <Element T> void convert_stored(StoredDtype d, const std::uint8_t* src, std::int64_t n, T* out,
+                                         std::string_view op, const std::string& what) {
   const int isz = stored_info(d).itemsize;
   const auto count = static_cast<std::size_t>(n);
   if constexpr (!std::same_as<T, bool>) {
@@ -338,8 +333,7 @@ class SafetensorsFile {
   /// the kind is preserved: F64/F32/F16/BF16 → float/double; I*/U* → int32/int64 (every value
   /// range-checked); BOOL/U8 → bool/uint8 (U8 → bool only for 0/1). Anything else throws,
   /// naming the tensor, the stored dtype and the requested one.
-  template <Element T>
-  Tensor<T, Cpu> get(std::string_view name) const {
+  template <Element T> Tensor<T, Cpu> get(std::string_view name) const {
     const TensorEntry& e = entry(name);
     AVGRAD_CHECK(detail::stored_convertible<T>(e.code), "safetensors", source_, ": tensor ", detail::quoted(name),
                  " is stored as ", e.dtype, " and cannot be read as ", dtype_name<T>(),
@@ -504,8 +498,7 @@ class SafetensorsWriter {
  public:
   using Sink = std::function<void(const void*, std::size_t)>;
 
-  template <Element T>
-  SafetensorsWriter& add(std::string name, const Tensor<T, Cpu>& t) {
+  template <Element T> SafetensorsWriter& add(std::string name, const Tensor<T, Cpu>& t) {
     AVGRAD_CHECK(t.defined(), "save_safetensors", "tensor ", detail::quoted(name), " is undefined");
     AVGRAD_CHECK(name != "__metadata__", "save_safetensors", "\"__metadata__\" is reserved and cannot name a tensor");
     AVGRAD_CHECK(detail::json::is_valid_utf8(name), "save_safetensors", "tensor name is not valid UTF-8");
@@ -552,8 +545,7 @@ class SafetensorsWriter {
     std::function<void(const Sink&)> emit;
   };
 
-  template <Element T>
-  static void emit_tensor(const Tensor<T, Cpu>& t, const Sink& sink) {
+  template <Element T> static void emit_tensor(const Tensor<T, Cpu>& t, const Sink& sink) {
     if (t.numel() == 0) return;
     if (t.is_contiguous() && std::endian::native == std::endian::little) {
       sink(t.data(), static_cast<std::size_t>(t.numel()) * sizeof(T));
@@ -640,17 +632,16 @@ class SafetensorsWriter {
 };
 
 /// Writes tensors of one element type (see SafetensorsWriter for several types).
-template <Element T>
-void save_safetensors(const std::filesystem::path& path, const std::map<std::string, Tensor<T, Cpu>>& tensors,
-                      const std::map<std::string, std::string>& metadata = {}) {
+template <Element T> void save_safetensors(const std::filesystem::path& path,
+                                           const std::map<std::string, Tensor<T, Cpu>>& tensors,
+                                           const std::map<std::string, std::string>& metadata = {}) {
   SafetensorsWriter w;
   for (const auto& [name, t] : tensors) w.add(name, t);
   w.write(path, metadata);
 }
 
 /// Reads every tensor of a file as T (each converted as SafetensorsFile::get<T> does).
-template <Element T>
-std::map<std::string, Tensor<T, Cpu>> load_safetensors(const std::filesystem::path& path) {
+template <Element T> std::map<std::string, Tensor<T, Cpu>> load_safetensors(const std::filesystem::path& path) {
   const auto f = SafetensorsFile::open(path);
   std::map<std::string, Tensor<T, Cpu>> out;
   for (const auto& n : f.names()) out.emplace(n, f.get<T>(n));

@@ -65,8 +65,7 @@ inline std::string py_number(double v) {
 inline const char* py_bool(bool b) { return b ? "True" : "False"; }
 
 /// Integers as a Python tuple: "(3, 3)", "(3,)".
-template <class Container>
-std::string py_tuple(const Container& c) {
+template <class Container> std::string py_tuple(const Container& c) {
   std::string s = "(";
   std::size_t i = 0;
   for (auto v : c) s += (i++ ? ", " : "") + std::to_string(static_cast<std::int64_t>(v));
@@ -76,16 +75,14 @@ std::string py_tuple(const Container& c) {
 }  // namespace repr
 
 /// max(x, 0).
-template <Floating T, Device D = Cpu>
-class ReLU : public UnaryModule<T, D> {
+template <Floating T, Device D = Cpu> class ReLU : public UnaryModule<T, D> {
  public:
   Tensor<T, D> forward(const Tensor<T, D>& x) override { return relu(x); }
   std::string describe() const override { return "ReLU()"; }
 };
 
 /// x for x > 0, negative_slope·x otherwise (default 0.01).
-template <Floating T, Device D = Cpu>
-class LeakyReLU : public UnaryModule<T, D> {
+template <Floating T, Device D = Cpu> class LeakyReLU : public UnaryModule<T, D> {
  public:
   explicit LeakyReLU(double negative_slope = 0.01) : slope_(negative_slope) {}
   Tensor<T, D> forward(const Tensor<T, D>& x) override { return leaky_relu(x, slope_); }
@@ -97,8 +94,7 @@ class LeakyReLU : public UnaryModule<T, D> {
 };
 
 /// x·Φ(x) (approximate none) or its tanh approximation.
-template <Floating T, Device D = Cpu>
-class GELU : public UnaryModule<T, D> {
+template <Floating T, Device D = Cpu> class GELU : public UnaryModule<T, D> {
  public:
   explicit GELU(GeluApprox approximate = GeluApprox::none) : approx_(approximate) {}
   Tensor<T, D> forward(const Tensor<T, D>& x) override { return gelu(x, approx_); }
@@ -112,30 +108,26 @@ class GELU : public UnaryModule<T, D> {
 };
 
 /// x·σ(x).
-template <Floating T, Device D = Cpu>
-class SiLU : public UnaryModule<T, D> {
+template <Floating T, Device D = Cpu> class SiLU : public UnaryModule<T, D> {
  public:
   Tensor<T, D> forward(const Tensor<T, D>& x) override { return silu(x); }
   std::string describe() const override { return "SiLU()"; }
 };
 
-template <Floating T, Device D = Cpu>
-class Sigmoid : public UnaryModule<T, D> {
+template <Floating T, Device D = Cpu> class Sigmoid : public UnaryModule<T, D> {
  public:
   Tensor<T, D> forward(const Tensor<T, D>& x) override { return sigmoid(x); }
   std::string describe() const override { return "Sigmoid()"; }
 };
 
-template <Floating T, Device D = Cpu>
-class Tanh : public UnaryModule<T, D> {
+template <Floating T, Device D = Cpu> class Tanh : public UnaryModule<T, D> {
  public:
   Tensor<T, D> forward(const Tensor<T, D>& x) override { return tanh(x); }
   std::string describe() const override { return "Tanh()"; }
 };
 
 /// x for x > 0, alpha·(eˣ − 1) otherwise (default alpha 1).
-template <Floating T, Device D = Cpu>
-class ELU : public UnaryModule<T, D> {
+template <Floating T, Device D = Cpu> class ELU : public UnaryModule<T, D> {
  public:
   explicit ELU(double alpha = 1.0) : alpha_(alpha) {}
   Tensor<T, D> forward(const Tensor<T, D>& x) override { return elu(x, alpha_); }
@@ -147,8 +139,7 @@ class ELU : public UnaryModule<T, D> {
 };
 
 /// log(1 + e^{βx})/β, linear where βx > threshold (defaults β = 1, threshold 20).
-template <Floating T, Device D = Cpu>
-class Softplus : public UnaryModule<T, D> {
+template <Floating T, Device D = Cpu> class Softplus : public UnaryModule<T, D> {
  public:
   explicit Softplus(double beta = 1.0, double threshold = 20.0) : beta_(beta), threshold_(threshold) {
     AVGRAD_CHECK(beta > 0, "Softplus", "beta must be positive, got ", beta);
@@ -163,8 +154,7 @@ class Softplus : public UnaryModule<T, D> {
 };
 
 /// Returns its input (the same tensor handle).
-template <Floating T, Device D = Cpu>
-class Identity : public UnaryModule<T, D> {
+template <Floating T, Device D = Cpu> class Identity : public UnaryModule<T, D> {
  public:
   Tensor<T, D> forward(const Tensor<T, D>& x) override { return x; }
   std::string describe() const override { return "Identity()"; }
@@ -172,8 +162,7 @@ class Identity : public UnaryModule<T, D> {
 
 /// Merges dims start_dim…end_dim (negative counts from the end) into one; a view
 /// where the layout allows. Defaults (1, −1): (N, …) → (N, rest).
-template <Floating T, Device D = Cpu>
-class Flatten : public UnaryModule<T, D> {
+template <Floating T, Device D = Cpu> class Flatten : public UnaryModule<T, D> {
  public:
   explicit Flatten(std::int64_t start_dim = 1, std::int64_t end_dim = -1) : start_(start_dim), end_(end_dim) {}
   Tensor<T, D> forward(const Tensor<T, D>& x) override {

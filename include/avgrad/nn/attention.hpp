@@ -29,8 +29,7 @@
 namespace avgrad::nn {
 
 /// The optional masks of an attention call, in PyTorch's conventions (see the file comment).
-template <Floating T, Device D = Cpu>
-struct AttentionMasks {
+template <Floating T, Device D = Cpu> struct AttentionMasks {
   Tensor<bool, D> key_padding_mask{};  ///< (B, Lk); true = padding, ignored
   Tensor<bool, D> attn_mask{};         ///< (Lq, Lk) or (B·H, Lq, Lk); true = NOT allowed
   Tensor<T, D> attn_mask_float{};      ///< (Lq, Lk) or (B·H, Lq, Lk); added to the scores
@@ -38,15 +37,13 @@ struct AttentionMasks {
 
 /// A causal mask in PyTorch's boolean convention: (L, L), true above the diagonal
 /// (query i may not attend keys j > i).
-template <Device D = Cpu>
-Tensor<bool, D> causal_attn_mask(std::int64_t L) {
+template <Device D = Cpu> Tensor<bool, D> causal_attn_mask(std::int64_t L) {
   AVGRAD_CHECK(L >= 0, "causal_attn_mask", "negative length ", L);
   auto i = arange<double, D>(static_cast<double>(L));
   return gt(i.reshape({1, L}), i.reshape({L, 1}));
 }
 
-template <Floating T, Device D = Cpu>
-class MultiheadAttention : public Module<T, D> {
+template <Floating T, Device D = Cpu> class MultiheadAttention : public Module<T, D> {
  public:
   using Tensor_ = Tensor<T, D>;
 
@@ -55,7 +52,9 @@ class MultiheadAttention : public Module<T, D> {
   MultiheadAttention(std::int64_t embed_dim, std::int64_t num_heads, double dropout = 0.0, bool bias = true,
                      Generator& gen = default_generator())
       : out_proj(check_args(embed_dim, num_heads, dropout), embed_dim, bias, gen),
-        E_(embed_dim), H_(num_heads), p_(dropout) {
+        E_(embed_dim),
+        H_(num_heads),
+        p_(dropout) {
     in_proj_weight = Tensor_::empty({3 * embed_dim, embed_dim});
     init::xavier_uniform_(in_proj_weight, 1.0, gen);
     this->register_parameter("in_proj_weight", in_proj_weight);
@@ -130,13 +129,12 @@ class MultiheadAttention : public Module<T, D> {
 
   /// A torch attn_mask of shape (Lq, Lk) or (B·H, Lq, Lk) as a tensor broadcastable
   /// to the scores (B, H, Lq, Lk).
-  template <Element M>
-  Tensor<M, D> mask_to_scores(const Tensor<M, D>& m, std::int64_t B, std::int64_t Lq, std::int64_t Lk,
-                              const char* what) const {
+  template <Element M> Tensor<M, D> mask_to_scores(const Tensor<M, D>& m, std::int64_t B, std::int64_t Lq,
+                                                   std::int64_t Lk, const char* what) const {
     const bool ok2 = m.dim() == 2 && m.size(0) == Lq && m.size(1) == Lk;
     const bool ok3 = m.dim() == 3 && m.size(0) == B * H_ && m.size(1) == Lq && m.size(2) == Lk;
-    AVGRAD_CHECK(ok2 || ok3, "MultiheadAttention", what, " must be (Lq, Lk) = (", Lq, ", ", Lk, ") or (B·H, Lq, Lk) = (",
-                 B * H_, ", ", Lq, ", ", Lk, "), got ", m.shape());
+    AVGRAD_CHECK(ok2 || ok3, "MultiheadAttention", what, " must be (Lq, Lk) = (", Lq, ", ", Lk,
+                 ") or (B·H, Lq, Lk) = (", B * H_, ", ", Lq, ", ", Lk, "), got ", m.shape());
     return ok2 ? m : m.reshape({B, H_, Lq, Lk});
   }
 

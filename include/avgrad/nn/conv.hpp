@@ -20,13 +20,9 @@
 namespace avgrad::nn {
 
 namespace repr {
-template <int N>
-std::string py_tuple(const ConvArg<N>& a) {
-  return py_tuple(a.v);
-}
+template <int N> std::string py_tuple(const ConvArg<N>& a) { return py_tuple(a.v); }
 /// Spatial dim letters for messages: "L", "H, W", "D, H, W".
-template <int N>
-constexpr const char* spatial_letters() {
+template <int N> constexpr const char* spatial_letters() {
   if constexpr (N == 1)
     return "L";
   else if constexpr (N == 2)
@@ -38,8 +34,7 @@ constexpr const char* spatial_letters() {
 
 /// Shared body of the conv layers over N spatial dims; `Transposed` selects the
 /// transposed convolution (weight (C_in, C_out/groups, k…), output_padding).
-template <int N, bool Transposed, Floating T, Device D>
-class ConvLayer : public UnaryModule<T, D> {
+template <int N, bool Transposed, Floating T, Device D> class ConvLayer : public UnaryModule<T, D> {
  public:
   /// x (N, C_in, spatial…) or (C_in, spatial…) → (N, C_out, out…) or (C_out, out…).
   Tensor<T, D> forward(const Tensor<T, D>& x) override {
@@ -149,8 +144,7 @@ class ConvLayer : public UnaryModule<T, D> {
 };
 
 /// torch.nn.Conv1d: x (N, C_in, L) → (N, C_out, L_out).
-template <Floating T, Device D = Cpu>
-class Conv1d : public ConvLayer<1, false, T, D> {
+template <Floating T, Device D = Cpu> class Conv1d : public ConvLayer<1, false, T, D> {
  public:
   Conv1d(std::int64_t in_channels, std::int64_t out_channels, ConvArg<1> kernel_size, ConvArg<1> stride = 1,
          ConvArg<1> padding = 0, ConvArg<1> dilation = 1, std::int64_t groups = 1, bool bias = true,
@@ -161,8 +155,7 @@ class Conv1d : public ConvLayer<1, false, T, D> {
 
 /// torch.nn.Conv2d: x (N, C_in, H, W) → (N, C_out, H_out, W_out); per-dim
 /// arguments take one value or {h, w}.
-template <Floating T, Device D = Cpu>
-class Conv2d : public ConvLayer<2, false, T, D> {
+template <Floating T, Device D = Cpu> class Conv2d : public ConvLayer<2, false, T, D> {
  public:
   Conv2d(std::int64_t in_channels, std::int64_t out_channels, ConvArg<2> kernel_size, ConvArg<2> stride = 1,
          ConvArg<2> padding = 0, ConvArg<2> dilation = 1, std::int64_t groups = 1, bool bias = true,
@@ -172,8 +165,7 @@ class Conv2d : public ConvLayer<2, false, T, D> {
 };
 
 /// torch.nn.Conv3d: x (N, C_in, D, H, W) → (N, C_out, D_out, H_out, W_out).
-template <Floating T, Device D = Cpu>
-class Conv3d : public ConvLayer<3, false, T, D> {
+template <Floating T, Device D = Cpu> class Conv3d : public ConvLayer<3, false, T, D> {
  public:
   Conv3d(std::int64_t in_channels, std::int64_t out_channels, ConvArg<3> kernel_size, ConvArg<3> stride = 1,
          ConvArg<3> padding = 0, ConvArg<3> dilation = 1, std::int64_t groups = 1, bool bias = true,
@@ -184,8 +176,7 @@ class Conv3d : public ConvLayer<3, false, T, D> {
 
 /// torch.nn.ConvTranspose2d (argument order as torch): x (N, C_in, H, W) →
 /// (N, C_out, H_out, W_out), H_out = (H − 1)·s − 2p + d(kH − 1) + output_padding + 1.
-template <Floating T, Device D = Cpu>
-class ConvTranspose2d : public ConvLayer<2, true, T, D> {
+template <Floating T, Device D = Cpu> class ConvTranspose2d : public ConvLayer<2, true, T, D> {
  public:
   ConvTranspose2d(std::int64_t in_channels, std::int64_t out_channels, ConvArg<2> kernel_size, ConvArg<2> stride = 1,
                   ConvArg<2> padding = 0, ConvArg<2> output_padding = 0, std::int64_t groups = 1, bool bias = true,

@@ -7,8 +7,7 @@
 
 namespace avgrad::nn {
 
-template <Floating T, Device D = Cpu>
-class Dropout : public UnaryModule<T, D> {
+template <Floating T, Device D = Cpu> class Dropout : public UnaryModule<T, D> {
  public:
   explicit Dropout(double p = 0.5, Generator* gen = nullptr) : p_(p), gen_(gen) {
     AVGRAD_CHECK(p >= 0.0 && p <= 1.0, "Dropout", "p must be in [0, 1], got ", p);

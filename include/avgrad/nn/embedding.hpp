@@ -13,8 +13,7 @@
 
 namespace avgrad::nn {
 
-template <Floating T, Device D = Cpu>
-class Embedding : public Module<T, D> {
+template <Floating T, Device D = Cpu> class Embedding : public Module<T, D> {
  public:
   /// padding_idx may be negative (counted from the end, as torch); it is stored
   /// normalised to [0, num_embeddings).

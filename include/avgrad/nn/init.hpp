@@ -16,8 +16,7 @@ namespace avgrad::nn::init {
 struct Fans {
   double in, out;
 };
-template <Floating T, Device D>
-Fans fans(const Tensor<T, D>& w) {
+template <Floating T, Device D> Fans fans(const Tensor<T, D>& w) {
   AVGRAD_CHECK(w.dim() >= 1, "init", "fan computation needs rank >= 1, got shape ", w.shape());
   if (w.dim() == 1) return {static_cast<double>(w.size(0)), static_cast<double>(w.size(0))};
   double receptive = 1;
@@ -38,8 +37,7 @@ inline double gain(std::string_view nonlinearity, double param = 0.01) {
 
 enum class FanMode { fan_in, fan_out };
 
-template <Floating T, Device D>
-Tensor<T, D>& fill_from(Tensor<T, D>& w, const Tensor<T, D>& values) {
+template <Floating T, Device D> Tensor<T, D>& fill_from(Tensor<T, D>& w, const Tensor<T, D>& values) {
   NoGradGuard ng;
   return copy_(w, values);
 }
@@ -54,8 +52,7 @@ Tensor<T, D>& normal_(Tensor<T, D>& w, double mean, double std, Generator& gen =
   AVGRAD_CHECK(std >= 0, "init::normal_", "negative std ", std);
   return fill_from(w, randn<T, D>(w.shape(), gen, mean, std));
 }
-template <Floating T, Device D>
-Tensor<T, D>& constant_(Tensor<T, D>& w, double v) {
+template <Floating T, Device D> Tensor<T, D>& constant_(Tensor<T, D>& w, double v) {
   NoGradGuard ng;
   return fill_(w, static_cast<T>(v));
 }
@@ -95,9 +92,9 @@ Tensor<T, D>& xavier_normal_(Tensor<T, D>& w, double g = 1.0, Generator& gen = d
 }
 
 /// N(mean, std²) truncated to [a, b], by inverse-CDF sampling as torch.nn.init.trunc_normal_.
-template <Floating T, Device D>
-Tensor<T, D>& trunc_normal_(Tensor<T, D>& w, double mean = 0.0, double std = 1.0, double a = -2.0, double b = 2.0,
-                            Generator& gen = default_generator()) {
+template <Floating T, Device D> Tensor<T, D>& trunc_normal_(Tensor<T, D>& w, double mean = 0.0, double std = 1.0,
+                                                            double a = -2.0, double b = 2.0,
+                                                            Generator& gen = default_generator()) {
   AVGRAD_CHECK(std > 0 && a < b, "init::trunc_normal_", "need std > 0 and a < b, got std ", std, " [", a, ", ", b, "]");
   auto cdf = [](double x) { return 0.5 * (1.0 + std::erf(x / std::sqrt(2.0))); };
   const double lo = cdf((a - mean) / std), hi = cdf((b - mean) / std);
@@ -107,9 +104,8 @@ Tensor<T, D>& trunc_normal_(Tensor<T, D>& w, double mean = 0.0, double std = 1.0
     double y = 0.0;
     if (x > -1 && x < 1) {
       double t = std::log(1 - x * x);
-      y = std::copysign(std::sqrt(std::sqrt(std::pow(4.330746750799873 + t / 2, 2) - t / 0.147) -
-                                  (4.330746750799873 + t / 2)),
-                        x);
+      y = std::copysign(
+          std::sqrt(std::sqrt(std::pow(4.330746750799873 + t / 2, 2) - t / 0.147) - (4.330746750799873 + t / 2)), x);
       for (int i = 0; i < 3; ++i) y -= (std::erf(y) - x) / (2 / std::sqrt(M_PI) * std::exp(-y * y));
     }
     double z = mean + std * std::sqrt(2.0) * y;

@@ -11,8 +11,7 @@
 
 namespace avgrad::nn {
 
-template <Floating T, Device D = Cpu>
-class Linear : public UnaryModule<T, D> {
+template <Floating T, Device D = Cpu> class Linear : public UnaryModule<T, D> {
  public:
   /// in_features → out_features; no bias when `bias` is false.
   Linear(std::int64_t in_features, std::int64_t out_features, bool bias = true, Generator& gen = default_generator())

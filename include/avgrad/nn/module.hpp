@@ -21,8 +21,7 @@
 namespace avgrad::nn {
 
 /// Parameters and buffers by dotted name, as PyTorch's state_dict().
-template <Floating T, Device D = Cpu>
-using StateDict = std::map<std::string, Tensor<T, D>>;
+template <Floating T, Device D = Cpu> using StateDict = std::map<std::string, Tensor<T, D>>;
 
 /// What load_state_dict found: keys the module has but the dict lacks, keys
 /// the dict has but the module lacks, and shape mismatches ("name: (a) vs (b)").
@@ -44,8 +43,7 @@ struct LoadReport {
   }
 };
 
-template <Floating T, Device D = Cpu>
-class Module {
+template <Floating T, Device D = Cpu> class Module {
  public:
   using Tensor_ = Tensor<T, D>;
 
@@ -116,7 +114,8 @@ class Module {
     for (auto& [n, b] : named_buffers()) mine.emplace(n, b);
     for (const auto& [n, t] : mine) {
       auto it = dict.find(n);
-      if (it == dict.end()) r.missing.push_back(n);
+      if (it == dict.end())
+        r.missing.push_back(n);
       else if (!(it->second.shape() == t.shape()))
         r.mismatched.push_back(n + ": expected " + t.shape().str() + ", got " + it->second.shape().str());
     }
@@ -198,8 +197,7 @@ class Module {
     return t;
   }
   /// Registers a child module (a member, or one owned through a unique_ptr).
-  template <class M>
-  M& register_module(const std::string& name, M& child) {
+  template <class M> M& register_module(const std::string& name, M& child) {
     static_assert(std::is_base_of_v<Module, M>, "register_module expects an nn::Module of the same T and Device");
     check_name(name);
     children_.emplace_back(name, &child);
@@ -231,8 +229,7 @@ class Module {
 };
 
 /// A module mapping one tensor to one tensor: what Sequential chains.
-template <Floating T, Device D = Cpu>
-class UnaryModule : public Module<T, D> {
+template <Floating T, Device D = Cpu> class UnaryModule : public Module<T, D> {
  public:
   virtual Tensor<T, D> forward(const Tensor<T, D>& x) = 0;
   Tensor<T, D> operator()(const Tensor<T, D>& x) { return forward(x); }

@@ -13,8 +13,7 @@ namespace avgrad::nn {
 
 /// LayerNorm over the trailing `normalized_shape` dims; weight/bias of that shape
 /// (ones/zeros), eps 1e-5, as torch.nn.LayerNorm.
-template <Floating T, Device D = Cpu>
-class LayerNorm : public UnaryModule<T, D> {
+template <Floating T, Device D = Cpu> class LayerNorm : public UnaryModule<T, D> {
  public:
   explicit LayerNorm(const Shape& normalized_shape, double eps = 1e-5, bool elementwise_affine = true)
       : shape_(normalized_shape), eps_(eps) {
@@ -48,8 +47,7 @@ class LayerNorm : public UnaryModule<T, D> {
 ///    nullopt (a cumulative average, as torch's momentum=None);
 ///  eval, tracking: the running statistics normalise, nothing is updated;
 ///  not tracking: batch statistics in both modes, nothing is stored.
-template <Floating T, Device D = Cpu>
-class BatchNormBase : public UnaryModule<T, D> {
+template <Floating T, Device D = Cpu> class BatchNormBase : public UnaryModule<T, D> {
  public:
   Tensor<T, D> forward(const Tensor<T, D>& x) override {
     AVGRAD_CHECK(x.defined(), name_, "undefined input");
@@ -130,8 +128,7 @@ class BatchNormBase : public UnaryModule<T, D> {
 };
 
 /// torch.nn.BatchNorm1d over (N, C) or (N, C, L): statistics per channel C.
-template <Floating T, Device D = Cpu>
-class BatchNorm1d : public BatchNormBase<T, D> {
+template <Floating T, Device D = Cpu> class BatchNorm1d : public BatchNormBase<T, D> {
  public:
   explicit BatchNorm1d(std::int64_t num_features, double eps = 1e-5, std::optional<double> momentum = 0.1,
                        bool affine = true, bool track_running_stats = true)
@@ -140,8 +137,7 @@ class BatchNorm1d : public BatchNormBase<T, D> {
 };
 
 /// torch.nn.BatchNorm2d over (N, C, H, W).
-template <Floating T, Device D = Cpu>
-class BatchNorm2d : public BatchNormBase<T, D> {
+template <Floating T, Device D = Cpu> class BatchNorm2d : public BatchNormBase<T, D> {
  public:
   explicit BatchNorm2d(std::int64_t num_features, double eps = 1e-5, std::optional<double> momentum = 0.1,
                        bool affine = true, bool track_running_stats = true)
@@ -150,8 +146,7 @@ class BatchNorm2d : public BatchNormBase<T, D> {
 };
 
 /// torch.nn.BatchNorm3d over (N, C, D, H, W).
-template <Floating T, Device D = Cpu>
-class BatchNorm3d : public BatchNormBase<T, D> {
+template <Floating T, Device D = Cpu> class BatchNorm3d : public BatchNormBase<T, D> {
  public:
   explicit BatchNorm3d(std::int64_t num_features, double eps = 1e-5, std::optional<double> momentum = 0.1,
                        bool affine = true, bool track_running_stats = true)
@@ -162,8 +157,7 @@ class BatchNorm3d : public BatchNormBase<T, D> {
 /// torch.nn.GroupNorm: x (N, C, …) with C = num_channels split into num_groups
 /// consecutive groups, statistics per (sample, group); weight (ones) and bias
 /// (zeros) of shape (C) when affine; the same in training and eval.
-template <Floating T, Device D = Cpu>
-class GroupNorm : public UnaryModule<T, D> {
+template <Floating T, Device D = Cpu> class GroupNorm : public UnaryModule<T, D> {
  public:
   GroupNorm(std::int64_t num_groups, std::int64_t num_channels, double eps = 1e-5, bool affine = true)
       : groups_(num_groups), channels_(num_channels), eps_(eps) {

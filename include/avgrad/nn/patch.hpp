@@ -25,8 +25,7 @@ namespace avgrad::nn {
 
 /// The convolution of a patch embedding: weight (D, C, k…) and bias (D), stride
 /// fixed at construction, no padding. N = 2 or 3 spatial dims.
-template <int N, Floating T, Device D = Cpu>
-class PatchProjection : public Module<T, D> {
+template <int N, Floating T, Device D = Cpu> class PatchProjection : public Module<T, D> {
  public:
   PatchProjection(std::int64_t in_channels, std::int64_t embed_dim, const std::array<std::int64_t, N>& kernel,
                   const std::array<std::int64_t, N>& stride, bool bias, Generator& gen)
@@ -55,12 +54,14 @@ class PatchProjection : public Module<T, D> {
   Tensor<T, D> forward(const Tensor<T, D>& x) const {
     ConvArg<N> s(1);
     for (int i = 0; i < N; ++i) s.v[static_cast<std::size_t>(i)] = stride_[static_cast<std::size_t>(i)];
-    if constexpr (N == 2) return conv2d(x, weight, bias, s);
-    else return conv3d(x, weight, bias, s);
+    if constexpr (N == 2)
+      return conv2d(x, weight, bias, s);
+    else
+      return conv3d(x, weight, bias, s);
   }
   std::string describe() const override {
-    return detail::concat("Conv", N, "d(", weight.size(1), ", ", weight.size(0), ", kernel=",
-                          Shape(std::span<const std::int64_t>(kernel_.data(), N)),
+    return detail::concat("Conv", N, "d(", weight.size(1), ", ", weight.size(0),
+                          ", kernel=", Shape(std::span<const std::int64_t>(kernel_.data(), N)),
                           ", stride=", Shape(std::span<const std::int64_t>(stride_.data(), N)), ")");
   }
   const std::array<std::int64_t, N>& kernel() const { return kernel_; }
@@ -74,27 +75,23 @@ class PatchProjection : public Module<T, D> {
 
 namespace patch_detail {
 /// Grid extents ⌊(extent − k)/s⌋ + 1 for the N trailing dims of an input shape, checked.
-template <int N>
-std::array<std::int64_t, N> grid(const char* op, const std::array<std::int64_t, N>& extent,
-                                 const std::array<std::int64_t, N>& k, const std::array<std::int64_t, N>& s) {
+template <int N> std::array<std::int64_t, N> grid(const char* op, const std::array<std::int64_t, N>& extent,
+                                                  const std::array<std::int64_t, N>& k,
+                                                  const std::array<std::int64_t, N>& s) {
   std::array<std::int64_t, N> g{};
   for (std::size_t i = 0; i < N; ++i) {
-    AVGRAD_CHECK(extent[i] >= k[i], op, "input extent ", extent[i], " along spatial dim ", i, " is smaller than the kernel ",
-                 k[i]);
+    AVGRAD_CHECK(extent[i] >= k[i], op, "input extent ", extent[i], " along spatial dim ", i,
+                 " is smaller than the kernel ", k[i]);
     g[i] = (extent[i] - k[i]) / s[i] + 1;
   }
   return g;
 }
 
 /// (B, D, g…) → (B, ∏g, D): torch's flatten(2).transpose(1, 2).
-template <Floating T, Device D>
-Tensor<T, D> to_tokens(const Tensor<T, D>& y) {
-  return y.flatten(2).transpose(1, 2);
-}
+template <Floating T, Device D> Tensor<T, D> to_tokens(const Tensor<T, D>& y) { return y.flatten(2).transpose(1, 2); }
 }  // namespace patch_detail
 
-template <Floating T, Device D = Cpu>
-class PatchEmbed2d : public UnaryModule<T, D> {
+template <Floating T, Device D = Cpu> class PatchEmbed2d : public UnaryModule<T, D> {
  public:
   using Size2 = std::array<std::int64_t, 2>;
 
@@ -128,8 +125,7 @@ class PatchEmbed2d : public UnaryModule<T, D> {
   PatchProjection<2, T, D> proj;
 };
 
-template <Floating T, Device D = Cpu>
-class TubeletEmbed3d : public UnaryModule<T, D> {
+template <Floating T, Device D = Cpu> class TubeletEmbed3d : public UnaryModule<T, D> {
  public:
   using Size3 = std::array<std::int64_t, 3>;
 

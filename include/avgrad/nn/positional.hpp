@@ -17,8 +17,7 @@
 
 namespace avgrad::nn {
 
-template <Floating T, Device D = Cpu>
-class LearnedPositionalEmbedding : public UnaryModule<T, D> {
+template <Floating T, Device D = Cpu> class LearnedPositionalEmbedding : public UnaryModule<T, D> {
  public:
   /// A (1, max_len, dim) parameter named `name`, N(0, 0.02²) truncated to [−2, 2] (timm's trunc_normal_(std=.02)).
   LearnedPositionalEmbedding(std::int64_t max_len, std::int64_t dim, Generator& gen = default_generator(),
@@ -49,8 +48,7 @@ class LearnedPositionalEmbedding : public UnaryModule<T, D> {
   std::int64_t max_len_, dim_;
 };
 
-template <Floating T, Device D = Cpu>
-class SinusoidalPositionalEncoding : public UnaryModule<T, D> {
+template <Floating T, Device D = Cpu> class SinusoidalPositionalEncoding : public UnaryModule<T, D> {
  public:
   /// Buffer "pe" (1, max_len, dim): pe[p, 2i] = sin(p / 10000^(2i/dim)),
   /// pe[p, 2i+1] = cos(p / 10000^(2i/dim)) (an odd dim ends with a sine column).
@@ -84,8 +82,7 @@ class SinusoidalPositionalEncoding : public UnaryModule<T, D> {
   std::int64_t max_len_, dim_;
 };
 
-template <Floating T, Device D = Cpu>
-class ClassToken : public UnaryModule<T, D> {
+template <Floating T, Device D = Cpu> class ClassToken : public UnaryModule<T, D> {
  public:
   /// A (1, 1, dim) parameter named `name`, trunc_normal(std 0.02) as AST's cls_token/dist_token.
   explicit ClassToken(std::int64_t dim, Generator& gen = default_generator(), const std::string& name = "cls_token")

@@ -12,21 +12,16 @@
 
 namespace avgrad::nn {
 
-template <Floating T, Device D = Cpu>
-class Sequential : public UnaryModule<T, D> {
+template <Floating T, Device D = Cpu> class Sequential : public UnaryModule<T, D> {
  public:
   using Layer = UnaryModule<T, D>;
 
   Sequential() = default;
   /// Sequential(std::make_unique<Conv2d<T>>(…), std::make_unique<ReLU<T>>(), …).
-  template <class... Ms>
-  explicit Sequential(std::unique_ptr<Ms>... layers) {
-    (push_back(std::move(layers)), ...);
-  }
+  template <class... Ms> explicit Sequential(std::unique_ptr<Ms>... layers) { (push_back(std::move(layers)), ...); }
 
   /// Appends a layer (taking ownership) under the next index; returns it.
-  template <class M>
-  M& push_back(std::unique_ptr<M> layer) {
+  template <class M> M& push_back(std::unique_ptr<M> layer) {
     static_assert(std::is_base_of_v<Layer, M>, "Sequential holds nn::UnaryModule<T, D> layers");
     AVGRAD_CHECK(layer != nullptr, "Sequential", "push_back of a null layer");
     M& ref = *layer;
@@ -35,8 +30,7 @@ class Sequential : public UnaryModule<T, D> {
     return ref;
   }
   /// Builds a layer in place from its constructor arguments: emplace<Conv2d<T>>(1, 8, 3).
-  template <class M, class... Args>
-  M& emplace(Args&&... args) {
+  template <class M, class... Args> M& emplace(Args&&... args) {
     return push_back(std::make_unique<M>(std::forward<Args>(args)...));
   }
 
@@ -55,8 +49,7 @@ class Sequential : public UnaryModule<T, D> {
     return *layers_[i];
   }
   /// Layer i as its concrete type; throws when it is another type.
-  template <class M>
-  M& get(std::size_t i) const {
+  template <class M> M& get(std::size_t i) const {
     auto* p = dynamic_cast<M*>(&at(i));
     AVGRAD_CHECK(p != nullptr, "Sequential", "layer ", i, " is ", at(i).describe(), ", not the requested type");
     return *p;

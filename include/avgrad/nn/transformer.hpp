@@ -29,8 +29,7 @@ namespace avgrad::nn {
 /// The feed-forward nonlinearity of a transformer layer: ReLU or exact (erf) GELU, as torch's "relu"/"gelu".
 enum class TransformerActivation { relu, gelu };
 
-template <Floating T, Device D = Cpu>
-class TransformerEncoderLayer : public UnaryModule<T, D> {
+template <Floating T, Device D = Cpu> class TransformerEncoderLayer : public UnaryModule<T, D> {
  public:
   using Tensor_ = Tensor<T, D>;
 
@@ -91,8 +90,8 @@ class TransformerEncoderLayer : public UnaryModule<T, D> {
 
   std::string describe() const override {
     return detail::concat("TransformerEncoderLayer(d_model=", self_attn.embed_dim(), ", nhead=", self_attn.num_heads(),
-                          ", dim_feedforward=", linear1.out_features(), ", dropout=", dropout.p(), ", activation=",
-                          activation_ == TransformerActivation::relu ? "relu" : "gelu",
+                          ", dim_feedforward=", linear1.out_features(), ", dropout=", dropout.p(),
+                          ", activation=", activation_ == TransformerActivation::relu ? "relu" : "gelu",
                           norm_first_ ? ", norm_first" : "", ")");
   }
   bool norm_first() const { return norm_first_; }
@@ -126,8 +125,7 @@ class TransformerEncoderLayer : public UnaryModule<T, D> {
 };
 
 /// The "layers" container of TransformerEncoder: children named "0", "1", … (torch's ModuleList keys).
-template <Floating T, Device D = Cpu>
-class EncoderLayerList : public Module<T, D> {
+template <Floating T, Device D = Cpu> class EncoderLayerList : public Module<T, D> {
  public:
   void add(std::unique_ptr<TransformerEncoderLayer<T, D>> layer) {
     AVGRAD_CHECK(layer != nullptr, "TransformerEncoder", "the layer factory returned null");
@@ -142,8 +140,7 @@ class EncoderLayerList : public Module<T, D> {
   std::vector<std::unique_ptr<TransformerEncoderLayer<T, D>>> items_;
 };
 
-template <Floating T, Device D = Cpu>
-class TransformerEncoder : public UnaryModule<T, D> {
+template <Floating T, Device D = Cpu> class TransformerEncoder : public UnaryModule<T, D> {
  public:
   using Tensor_ = Tensor<T, D>;
   using Layer = TransformerEncoderLayer<T, D>;
@@ -171,8 +168,7 @@ class TransformerEncoder : public UnaryModule<T, D> {
     for (std::int64_t i = 0; i < num_layers_; ++i) x = layer(i).forward(x, masks);
     return norm_ ? norm_->forward(x) : x;
   }
-  Tensor_ forward(const Tensor_& src, const Tensor<bool, D>& src_key_padding_mask,
-                  const Tensor<bool, D>& mask = {}) {
+  Tensor_ forward(const Tensor_& src, const Tensor<bool, D>& src_key_padding_mask, const Tensor<bool, D>& mask = {}) {
     return forward(src, AttentionMasks<T, D>{src_key_padding_mask, mask, {}});
   }
   Tensor_ forward(const Tensor_& src) override { return forward(src, AttentionMasks<T, D>{}); }

@@ -13,22 +13,21 @@
 
 namespace avgrad {
 
-template <Floating T, Device D = Cpu>
-struct AttentionOptions {
-  Tensor<bool, D> mask{};           ///< broadcastable to (…, Lq, Lk); true = may attend
-  Tensor<T, D> additive_mask{};     ///< broadcastable to (…, Lq, Lk); added to the scores
-  bool causal = false;              ///< query i attends to keys j ≤ i (top-left aligned)
-  double dropout_p = 0.0;           ///< attention-weight dropout, applied when training
+template <Floating T, Device D = Cpu> struct AttentionOptions {
+  Tensor<bool, D> mask{};        ///< broadcastable to (…, Lq, Lk); true = may attend
+  Tensor<T, D> additive_mask{};  ///< broadcastable to (…, Lq, Lk); added to the scores
+  bool causal = false;           ///< query i attends to keys j ≤ i (top-left aligned)
+  double dropout_p = 0.0;        ///< attention-weight dropout, applied when training
   bool training = false;
-  Generator* generator = nullptr;   ///< dropout stream; the default generator when null
-  std::optional<double> scale{};    ///< defaults to 1/√E
+  Generator* generator = nullptr;  ///< dropout stream; the default generator when null
+  std::optional<double> scale{};   ///< defaults to 1/√E
 };
 
 /// q (…, Lq, E), k (…, Lk, E), v (…, Lk, Ev) → (…, Lq, Ev); batch dims broadcast.
 /// Masks broadcast to (…, Lq, Lk). Gradients flow to q, k, v (and the additive mask).
-template <Floating T, Device D>
-Tensor<T, D> scaled_dot_product_attention(const Tensor<T, D>& q, const Tensor<T, D>& k, const Tensor<T, D>& v,
-                                          const AttentionOptions<T, D>& opt = {}) {
+template <Floating T, Device D> Tensor<T, D> scaled_dot_product_attention(const Tensor<T, D>& q, const Tensor<T, D>& k,
+                                                                          const Tensor<T, D>& v,
+                                                                          const AttentionOptions<T, D>& opt = {}) {
   const char* op = "scaled_dot_product_attention";
   detail::check_defined(q, op);
   detail::check_defined(k, op);

@@ -30,10 +30,9 @@ namespace avgrad {
 
 /// A per-spatial-dim conv argument (stride, padding, dilation, output_padding):
 /// one value for every dim (`2`) or one value per dim (`{2, 1}`).
-template <int N>
-struct ConvArg {
+template <int N> struct ConvArg {
   std::array<std::int64_t, N> v{};
-  std::size_t given = N;  ///< number of values supplied; the op checks it is N
+  std::size_t given = N;                  ///< number of values supplied; the op checks it is N
   ConvArg(std::int64_t s) { v.fill(s); }  // NOLINT: implicit on purpose (conv2d(x, w, b, 2))
   ConvArg(std::initializer_list<std::int64_t> l) : given(l.size()) {
     std::size_t i = 0;
@@ -60,8 +59,8 @@ inline std::atomic<std::int64_t> conv_chunk_bytes{kDefaultConvChunkBytes};
 /// Output positions per chunk for `col_rows` column rows and `out_rows` output
 /// rows: a multiple of 16 (whole SIMD vectors), at least 64, at most L.
 inline std::int64_t chunk_width(std::int64_t col_rows, std::int64_t out_rows, std::int64_t L, std::size_t elem) {
-  std::int64_t w = conv_chunk_bytes.load(std::memory_order_relaxed) /
-                   ((col_rows + out_rows) * static_cast<std::int64_t>(elem));
+  std::int64_t w =
+      conv_chunk_bytes.load(std::memory_order_relaxed) / ((col_rows + out_rows) * static_cast<std::int64_t>(elem));
   w = std::max<std::int64_t>(64, w / 16 * 16);
   return std::min(w, L);
 }
@@ -98,18 +97,17 @@ void for_each_item(std::int64_t count, std::int64_t scratch_elems, bool par, Bod
 }
 
 /// Writes bias[c] over `len` entries of each of `channels` rows (row stride ld) at p.
-template <class T>
-void fill_rows(T* p, std::int64_t ld, const T* bias, std::int64_t bias_stride, std::int64_t channels,
-               std::int64_t len) {
+template <class T> void fill_rows(T* p, std::int64_t ld, const T* bias, std::int64_t bias_stride, std::int64_t channels,
+                                  std::int64_t len) {
   for (std::int64_t c = 0; c < channels; ++c) std::fill(p + c * ld, p + c * ld + len, bias[c * bias_stride]);
 }
 
 /// y (N, Co, out…) = W ⋆ img (+ bias): img (N, C, in…) with C = g.channels,
 /// w (Co, C/G, k…). Work items are (sample, chunk of output positions [p0, p1)):
 /// cols (C·k, p1 − p0) = im2col(img[n]) on the chunk; y[n]_g[:, p0:p1] = W_g · cols_g.
-template <Floating T>
-Tensor<T, Cpu> conv_forward_kernel(const Tensor<T, Cpu>& img, const Tensor<T, Cpu>& w, const Tensor<T, Cpu>& bias,
-                                   const cpu::ConvGeometry& g, std::int64_t groups, const Shape& out_shape) {
+template <Floating T> Tensor<T, Cpu> conv_forward_kernel(const Tensor<T, Cpu>& img, const Tensor<T, Cpu>& w,
+                                                         const Tensor<T, Cpu>& bias, const cpu::ConvGeometry& g,
+                                                         std::int64_t groups, const Shape& out_shape) {
   auto xc = img.contiguous();  // (N, C, in…)
   auto wc = w.contiguous();    // (Co, C/G, k…) = (G, Co/G, C/G·k)
   const std::int64_t batch = xc.size(0), C = g.channels, Co = wc.size(0);
@@ -145,9 +143,9 @@ Tensor<T, Cpu> conv_forward_kernel(const Tensor<T, Cpu>& img, const Tensor<T, Cp
 /// conv_forward_kernel in its input. dy (N, Co, L), w (Co, C/G, k…), C = g.channels.
 /// Samples are the work items (col2im of neighbouring chunks overlaps); within a
 /// sample, chunks run in order: cols_g (C/G·k, ·) = W_gᵀ · dy[n]_g[:, p0:p1], then col2im.
-template <Floating T>
-Tensor<T, Cpu> conv_data_kernel(const Tensor<T, Cpu>& dy, const Tensor<T, Cpu>& w, const Tensor<T, Cpu>& bias,
-                                const cpu::ConvGeometry& g, std::int64_t groups, const Shape& img_shape) {
+template <Floating T> Tensor<T, Cpu> conv_data_kernel(const Tensor<T, Cpu>& dy, const Tensor<T, Cpu>& w,
+                                                      const Tensor<T, Cpu>& bias, const cpu::ConvGeometry& g,
+                                                      std::int64_t groups, const Shape& img_shape) {
   auto dc = dy.contiguous();  // (N, Co, L)
   auto wc = w.contiguous();   // (G, Co/G, C/G·k)
   const std::int64_t batch = dc.size(0), C = g.channels, Co = wc.size(0);
@@ -164,8 +162,10 @@ Tensor<T, Cpu> conv_data_kernel(const Tensor<T, Cpu>& dy, const Tensor<T, Cpu>& 
     const T* dyn = dp + n * Co * L;  // (Co, L)
     T* xn = xp + n * C * Lin;        // (C, in…)
     // col2im accumulates, so the image starts at zero (or at the bias)
-    if (has_bias) fill_rows(xn, Lin, bias.data(), bias.stride(0), C, Lin);
-    else if (!pw) std::fill(xn, xn + C * Lin, T(0));
+    if (has_bias)
+      fill_rows(xn, Lin, bias.data(), bias.stride(0), C, Lin);
+    else if (!pw)
+      std::fill(xn, xn + C * Lin, T(0));
     for (std::int64_t ch = 0; ch < chunks; ++ch) {
       const std::int64_t p0 = ch * width, p1 = std::min(L, p0 + width);
       // cols_g (C/G·k, p1 − p0) = W_gᵀ (C/G·k, Co/G) · dy[n]_g[:, p0:p1]; pointwise: straight into x[n]
@@ -183,9 +183,9 @@ Tensor<T, Cpu> conv_data_kernel(const Tensor<T, Cpu>& dy, const Tensor<T, Cpu>& 
 /// img (N, C, in…), dy (N, Co, L). The batch is cut into a fixed number of parts
 /// (from N alone) that accumulate in parallel and are summed in order, so the
 /// result does not depend on the thread count.
-template <Floating T>
-Tensor<T, Cpu> conv_weight_kernel(const Tensor<T, Cpu>& img, const Tensor<T, Cpu>& dy, const cpu::ConvGeometry& g,
-                                  std::int64_t groups, const Shape& w_shape) {
+template <Floating T> Tensor<T, Cpu> conv_weight_kernel(const Tensor<T, Cpu>& img, const Tensor<T, Cpu>& dy,
+                                                        const cpu::ConvGeometry& g, std::int64_t groups,
+                                                        const Shape& w_shape) {
   auto xc = img.contiguous();  // (N, C, in…)
   auto dc = dy.contiguous();   // (N, Co, L)
   const std::int64_t batch = xc.size(0), C = g.channels, Co = dc.size(1);
@@ -231,8 +231,7 @@ Tensor<T, Cpu> conv_weight_kernel(const Tensor<T, Cpu>& img, const Tensor<T, Cpu
 
 /// db (Co) = Σ_n Σ_l dy[n, co, l] for dy (N, Co, L): channels in parallel, each
 /// summed in a fixed order (samples in turn) in double for float.
-template <Floating T>
-Tensor<T, Cpu> bias_grad_kernel(const Tensor<T, Cpu>& dy) {
+template <Floating T> Tensor<T, Cpu> bias_grad_kernel(const Tensor<T, Cpu>& dy) {
   auto dc = dy.contiguous();
   const std::int64_t batch = dc.size(0), Co = dc.size(1), L = batch * Co == 0 ? 0 : dc.numel() / (batch * Co);
   auto db = Tensor<T, Cpu>::empty(Shape{Co});
@@ -254,9 +253,9 @@ Tensor<T, Cpu> bias_grad_kernel(const Tensor<T, Cpu>& dy) {
 }
 
 /// Conv geometry (normalised to 3 spatial dims) from N-d extents.
-template <int N>
-cpu::ConvGeometry make_geometry(std::int64_t channels, const Shape& in, const Shape& out, const Shape& kernel,
-                                const ConvArg<N>& stride, const ConvArg<N>& pad, const ConvArg<N>& dil) {
+template <int N> cpu::ConvGeometry make_geometry(std::int64_t channels, const Shape& in, const Shape& out,
+                                                 const Shape& kernel, const ConvArg<N>& stride, const ConvArg<N>& pad,
+                                                 const ConvArg<N>& dil) {
   cpu::ConvGeometry g;
   g.channels = channels;
   for (int i = 0; i < N; ++i) {
@@ -271,11 +270,13 @@ cpu::ConvGeometry make_geometry(std::int64_t channels, const Shape& in, const Sh
   return g;
 }
 
-template <int N>
-constexpr const char* layout_name() {
-  if constexpr (N == 1) return "(N,C,L)";
-  else if constexpr (N == 2) return "(N,C,H,W)";
-  else return "(N,C,D,H,W)";
+template <int N> constexpr const char* layout_name() {
+  if constexpr (N == 1)
+    return "(N,C,L)";
+  else if constexpr (N == 2)
+    return "(N,C,H,W)";
+  else
+    return "(N,C,D,H,W)";
 }
 
 /// Spatial extents (dims 2…) of a shape.
@@ -307,8 +308,7 @@ void check_conv_args(const char* op, const Tensor<T, D>& x, const Tensor<T, D>& 
   AVGRAD_CHECK(groups > 0, op, "groups must be positive, got ", groups);
 }
 
-template <Floating T, Device D>
-void check_bias(const char* op, const Tensor<T, D>& bias, std::int64_t channels) {
+template <Floating T, Device D> void check_bias(const char* op, const Tensor<T, D>& bias, std::int64_t channels) {
   if (!bias.defined()) return;
   AVGRAD_CHECK(bias.dim() == 1 && bias.size(0) == channels, op, "bias must have shape (", channels, "), got ",
                bias.shape());
@@ -352,7 +352,7 @@ Tensor<T, D> conv_nd(const char* op, const Tensor<T, D>& x, const Tensor<T, D>& 
     autograd::Grads<T, D> out_g(need.size());
     if (need[0]) out_g[0] = conv_data_kernel(gy, sw.get(op), Tensor<T, D>(), g, groups, xs);  // (N, C, in…)
     if (need[1]) out_g[1] = conv_weight_kernel(sx.get(op), gy, g, groups, ws);                // (Co, C/G, k…)
-    if (has_bias && need[2]) out_g[2] = bias_grad_kernel(gy);             // (Co)
+    if (has_bias && need[2]) out_g[2] = bias_grad_kernel(gy);                                 // (Co)
     return out_g;
   });
 }
@@ -398,8 +398,8 @@ Tensor<T, D> conv_transpose_nd(const char* op, const Tensor<T, D>& x, const Tens
     // dW_g = Σ_n x[n]_g · cols(dy[n])_gᵀ, db = Σ_{n, spatial} dy
     autograd::Grads<T, D> out_g(need.size());
     if (need[0]) out_g[0] = conv_forward_kernel(gy, sw.get(op), Tensor<T, D>(), g, groups, xs);  // (N, Cin, in…)
-    if (need[1]) out_g[1] = conv_weight_kernel(gy, sx.get(op), g, groups, ws);  // (Cin, Co/G, k…)
-    if (has_bias && need[2]) out_g[2] = bias_grad_kernel(gy);  // (Co)
+    if (need[1]) out_g[1] = conv_weight_kernel(gy, sx.get(op), g, groups, ws);                   // (Cin, Co/G, k…)
+    if (has_bias && need[2]) out_g[2] = bias_grad_kernel(gy);                                    // (Co)
     return out_g;
   });
 }

@@ -7,9 +7,9 @@
 // instead of one byte per element).
 #pragma once
 
+#include <omp.h>
 #include <cmath>
 #include <cstdint>
-#include <omp.h>
 
 #include "avgrad/ops/binary.hpp"
 
@@ -18,8 +18,7 @@ namespace avgrad {
 namespace fn {
 /// The dropout factor of element i of the stream (key, offset): scale or 0.
 /// Host/device so the CUDA backend draws the very same mask.
-template <class T>
-struct DropoutMask {
+template <class T> struct DropoutMask {
   std::uint64_t key, offset;
   T p, scale;
   AVGRAD_HOST_DEVICE T operator()(std::uint64_t i) const {
@@ -30,8 +29,7 @@ struct DropoutMask {
 
 namespace detail {
 /// out_i = v_i · mask(i) over the row-major elements of v (any strides); contiguous output.
-template <Floating T>
-Tensor<T, Cpu> apply_dropout_mask(const Tensor<T, Cpu>& v, fn::DropoutMask<T> mask) {
+template <Floating T> Tensor<T, Cpu> apply_dropout_mask(const Tensor<T, Cpu>& v, fn::DropoutMask<T> mask) {
   auto vc = v.detach().contiguous();
   auto out = Tensor<T, Cpu>::empty(v.shape());
   const T* in = vc.data();
@@ -53,8 +51,7 @@ Tensor<T, Cpu> apply_dropout_mask(const Tensor<T, Cpu>& v, fn::DropoutMask<T> ma
 template <Floating T, Device D>
 Tensor<T, D> dropout(const Tensor<T, D>& x, double p, bool training, Generator& gen = default_generator()) {
   detail::check_defined(x, "dropout");
-  AVGRAD_CHECK(p >= 0.0 && p <= 1.0, "dropout", "probability p must be in [0, 1], got ", p, " (input ", x.shape(),
-               ")");
+  AVGRAD_CHECK(p >= 0.0 && p <= 1.0, "dropout", "probability p must be in [0, 1], got ", p, " (input ", x.shape(), ")");
   if (!training || p == 0.0) return x;
   if (p == 1.0) {
     auto z = zeros<T, D>(x.shape());

@@ -33,13 +33,13 @@ inline Shape index_position(const Shape& shape, std::int64_t flat) {
 
 /// The values of idx in row-major order, each checked to lie in [0, n).
 /// `where()` describes the indexed dim for the error message (built only on failure).
-template <class Where>
-std::vector<std::int64_t> checked_indices(const Tensor<std::int64_t, Cpu>& idx, std::int64_t n, const char* op,
-                                          Where where) {
+template <class Where> std::vector<std::int64_t> checked_indices(const Tensor<std::int64_t, Cpu>& idx, std::int64_t n,
+                                                                 const char* op, Where where) {
   std::vector<std::int64_t> v = idx.to_vector();
   for (std::size_t k = 0; k < v.size(); ++k)
-    AVGRAD_CHECK(v[k] >= 0 && v[k] < n, op, "index ", v[k], " at position ", index_position(idx.shape(), static_cast<std::int64_t>(k)),
-                 " is out of range for ", where(), " (valid: 0 to ", n - 1, "; negative indices are not wrapped)");
+    AVGRAD_CHECK(v[k] >= 0 && v[k] < n, op, "index ", v[k], " at position ",
+                 index_position(idx.shape(), static_cast<std::int64_t>(k)), " is out of range for ", where(),
+                 " (valid: 0 to ", n - 1, "; negative indices are not wrapped)");
   return v;
 }
 
@@ -92,9 +92,8 @@ Tensor<T, Cpu> gather_along(const Tensor<T, Cpu>& x, int a, const std::vector<st
 /// (dst: a fresh tensor, any strides; src: any strides, extents >= ishape).
 /// Deterministic: positions of one line share their non-a coordinates, so lines
 /// write disjoint dst elements, and a line adds its terms in increasing p_a.
-template <Element T>
-void scatter_add_along(Tensor<T, Cpu>& dst, int a, const std::vector<std::int64_t>& idx, const Shape& ishape,
-                       const Tensor<T, Cpu>& src) {
+template <Element T> void scatter_add_along(Tensor<T, Cpu>& dst, int a, const std::vector<std::int64_t>& idx,
+                                            const Shape& ishape, const Tensor<T, Cpu>& src) {
   const Strides ic = contiguous_strides(ishape);
   const std::int64_t ka = ishape[a], ia = ic[a], da = dst.strides()[a], sa = src.strides()[a];
   T* dp = dst.data();
@@ -159,9 +158,8 @@ Tensor<T, D> gather(const Tensor<T, D>& x, std::int64_t axis, const Tensor<std::
 /// every dim and <= x's in every dim but axis; src entries outside idx's shape are unused.
 /// Gradient: dx = g; dsrc[p] = g[p with p_axis → idx[p]] inside idx's shape, 0 outside.
 template <Element T, Device D>
-  requires(!std::same_as<T, bool>)
-Tensor<T, D> scatter_add(const Tensor<T, D>& x, std::int64_t axis, const Tensor<std::int64_t, D>& idx,
-                         const Tensor<T, D>& src) {
+requires(!std::same_as<T, bool>) Tensor<T, D> scatter_add(const Tensor<T, D>& x, std::int64_t axis,
+                                                          const Tensor<std::int64_t, D>& idx, const Tensor<T, D>& src) {
   const int a = detail::checked_axis(x, axis, "scatter_add");
   detail::check_defined(idx, "scatter_add");
   detail::check_defined(src, "scatter_add");
@@ -180,24 +178,25 @@ Tensor<T, D> scatter_add(const Tensor<T, D>& x, std::int64_t axis, const Tensor<
   detail::scatter_add_along(y, a, *v, is, src);
   if constexpr (Floating<T>) {
     Shape src_shape = src.shape();
-    return autograd::record<T, D>(
-        "scatter_add", y, {x, src}, [=](const Tensor<T, D>& g, const std::vector<bool>& need) {
-          autograd::Grads<T, D> gs(2);
-          if (need[0]) gs[0] = g;  // y = x + (scattered src): ∂y/∂x = I
-          if (need[1]) {
-            // y[p|a←idx[p]] gets src[p]: dsrc[p] = g[p|a←idx[p]], a gather of g
-            auto picked = detail::gather_along(g, a, *v, is);
-            if (is == src_shape) {
-              gs[1] = picked;
-            } else {
-              auto z = zeros<T, D>(src_shape);
-              auto region = Tensor<T, D>::from_storage(z.storage(), is, z.strides(), 0);
-              detail::map_into(region, picked, [](T e) { return e; }, "scatter_add backward");
-              gs[1] = z;
-            }
-          }
-          return gs;
-        });
+    return autograd::record<T, D>("scatter_add", y, {x, src},
+                                  [=](const Tensor<T, D>& g, const std::vector<bool>& need) {
+                                    autograd::Grads<T, D> gs(2);
+                                    if (need[0]) gs[0] = g;  // y = x + (scattered src): ∂y/∂x = I
+                                    if (need[1]) {
+                                      // y[p|a←idx[p]] gets src[p]: dsrc[p] = g[p|a←idx[p]], a gather of g
+                                      auto picked = detail::gather_along(g, a, *v, is);
+                                      if (is == src_shape) {
+                                        gs[1] = picked;
+                                      } else {
+                                        auto z = zeros<T, D>(src_shape);
+                                        auto region = Tensor<T, D>::from_storage(z.storage(), is, z.strides(), 0);
+                                        detail::map_into(
+                                            region, picked, [](T e) { return e; }, "scatter_add backward");
+                                        gs[1] = z;
+                                      }
+                                    }
+                                    return gs;
+                                  });
   }
   return y;
 }
@@ -234,14 +233,15 @@ Tensor<T, D> masked_fill(const Tensor<T, D>& x, const Tensor<bool, D>& mask, std
   detail::check_defined(mask, "masked_fill");
   AVGRAD_CHECK(mask.dim() <= x.dim() && broadcast_shapes(mask.shape(), x.shape(), "masked_fill") == x.shape(),
                "masked_fill", "mask of shape ", mask.shape(), " does not broadcast to input shape ", x.shape());
-  auto y = detail::map<T>(x, mask, [value](T e, bool m) { return m ? value : e; }, "masked_fill");
+  auto y = detail::map<T>(
+      x, mask, [value](T e, bool m) { return m ? value : e; }, "masked_fill");
   if constexpr (Floating<T>) {
     if (!autograd::any_requires_grad<T, D>({&x})) return y;
     autograd::Saved<bool, D> sm(mask);
     // y = x where !mask, constant where mask: dy/dx = [!mask]
     return autograd::record<T, D>("masked_fill", y, {x}, [sm](const Tensor<T, D>& g, const std::vector<bool>&) {
-      return autograd::Grads<T, D>{
-          detail::map<T>(g, sm.get("masked_fill"), [](T e, bool m) { return m ? T(0) : e; }, "masked_fill")};
+      return autograd::Grads<T, D>{detail::map<T>(
+          g, sm.get("masked_fill"), [](T e, bool m) { return m ? T(0) : e; }, "masked_fill")};
     });
   }
   return y;

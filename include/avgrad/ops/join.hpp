@@ -58,7 +58,8 @@ Tensor<T, Cpu> gather_by_maps(const Tensor<T, Cpu>& x, const Shape& out_shape, c
   const Strides xs = x.strides();
   const std::int64_t inner = out_shape[r - 1];
   const std::int64_t rows = total / inner;
-  const std::int64_t* last = maps[static_cast<std::size_t>(r - 1)].empty() ? nullptr : maps[static_cast<std::size_t>(r - 1)].data();
+  const std::int64_t* last =
+      maps[static_cast<std::size_t>(r - 1)].empty() ? nullptr : maps[static_cast<std::size_t>(r - 1)].data();
   const std::int64_t ls = xs[r - 1];
   // One output row (the last dim) per iteration: rows are disjoint, so any split is race-free.
 #pragma omp parallel for schedule(static) if (join_worth_parallel(total))
@@ -83,7 +84,8 @@ Tensor<T, Cpu> gather_by_maps(const Tensor<T, Cpu>& x, const Shape& out_shape, c
     }
     const T* p = src + off;
     if (!last) {
-      if (ls == 1) std::copy(p, p + inner, o);
+      if (ls == 1)
+        std::copy(p, p + inner, o);
       else
         for (std::int64_t j = 0; j < inner; ++j) o[j] = p[j * ls];
     } else {
@@ -136,14 +138,14 @@ Tensor<T, Cpu> scatter_by_maps(const Tensor<T, Cpu>& g, const Shape& in_shape, c
   if (g.numel() == 0) return zeros<T, Cpu>(in_shape);
   Tensor<T, Cpu> r = g;
   for (int d = 0; d < g.dim(); ++d)
-    if (!maps[static_cast<std::size_t>(d)].empty()) r = scatter_map_dim(r, d, maps[static_cast<std::size_t>(d)], in_shape[d]);
+    if (!maps[static_cast<std::size_t>(d)].empty())
+      r = scatter_map_dim(r, d, maps[static_cast<std::size_t>(d)], in_shape[d]);
   return r;
 }
 
 /// The gather-by-maps op with its recorded backward (pad, repeat, flip, roll, index_select).
-template <Element T, Device D>
-Tensor<T, D> mapped_gather_op(const char* name, const Tensor<T, D>& x, const Shape& out_shape, IndexMaps maps,
-                              T fill = T(0)) {
+template <Element T, Device D> Tensor<T, D> mapped_gather_op(const char* name, const Tensor<T, D>& x,
+                                                             const Shape& out_shape, IndexMaps maps, T fill = T(0)) {
   auto y = gather_by_maps(x, out_shape, maps, fill);
   if constexpr (Floating<T>) {
     if (!autograd::any_requires_grad<T, D>({&x})) return y;
@@ -158,8 +160,7 @@ Tensor<T, D> mapped_gather_op(const char* name, const Tensor<T, D>& x, const Sha
 }
 
 /// Rank of x, which must be at least 1 for an op along an axis.
-template <Element T, Device D>
-int checked_axis(const Tensor<T, D>& x, std::int64_t axis, const char* op) {
+template <Element T, Device D> int checked_axis(const Tensor<T, D>& x, std::int64_t axis, const char* op) {
   check_defined(x, op);
   AVGRAD_CHECK(x.dim() >= 1, op, "expects a tensor with at least 1 dim, got shape ", x.shape());
   return normalize_axis(axis, x.dim(), op);
@@ -181,8 +182,7 @@ inline std::vector<int> distinct_axes(const std::vector<std::int64_t>& axes, int
 /// Joins xs along `axis` (negative counts from the end). All inputs have the same
 /// rank (>= 1) and equal extents except along `axis`. Out: fresh contiguous.
 /// Gradient: input i receives g narrowed to its slab; inputs that need no grad are skipped.
-template <Element T, Device D>
-Tensor<T, D> concat(const std::vector<Tensor<T, D>>& xs, std::int64_t axis = 0) {
+template <Element T, Device D> Tensor<T, D> concat(const std::vector<Tensor<T, D>>& xs, std::int64_t axis = 0) {
   AVGRAD_CHECK(!xs.empty(), "concat", "expects at least one tensor");
   for (std::size_t i = 0; i < xs.size(); ++i) AVGRAD_CHECK(xs[i].defined(), "concat", "input ", i, " is undefined");
   const Shape& s0 = xs[0].shape();
@@ -204,7 +204,8 @@ Tensor<T, D> concat(const std::vector<Tensor<T, D>>& xs, std::int64_t axis = 0) 
   auto y = Tensor<T, D>::empty(out);
   for (std::size_t i = 0; i < xs.size(); ++i) {
     auto slab = y.narrow(a, starts[i], sizes[i]);
-    detail::map_into(slab, xs[i], [](T v) { return v; }, "concat");
+    detail::map_into(
+        slab, xs[i], [](T v) { return v; }, "concat");
   }
   if constexpr (Floating<T>) {
     // y = [x_0 | x_1 | …] along a, so dx_i = g[.., starts_i : starts_i + sizes_i, ..]
@@ -220,28 +221,27 @@ Tensor<T, D> concat(const std::vector<Tensor<T, D>>& xs, std::int64_t axis = 0) 
 }
 
 /// concat({a, b, c}, axis): the same with a braced list of tensors.
-template <Element T, Device D>
-Tensor<T, D> concat(std::initializer_list<Tensor<T, D>> xs, std::int64_t axis = 0) {
+template <Element T, Device D> Tensor<T, D> concat(std::initializer_list<Tensor<T, D>> xs, std::int64_t axis = 0) {
   return concat(std::vector<Tensor<T, D>>(xs), axis);
 }
 
 /// Stacks equally shaped xs along a new dim at `axis` (in [-(rank+1), rank]).
 /// Out: shape of x_i with xs.size() inserted at `axis`. Gradient: dx_i = g.select(axis, i).
-template <Element T, Device D>
-Tensor<T, D> stack(const std::vector<Tensor<T, D>>& xs, std::int64_t axis = 0) {
+template <Element T, Device D> Tensor<T, D> stack(const std::vector<Tensor<T, D>>& xs, std::int64_t axis = 0) {
   AVGRAD_CHECK(!xs.empty(), "stack", "expects at least one tensor");
   for (std::size_t i = 0; i < xs.size(); ++i) AVGRAD_CHECK(xs[i].defined(), "stack", "input ", i, " is undefined");
   const Shape& s0 = xs[0].shape();
   for (std::size_t i = 1; i < xs.size(); ++i)
-    AVGRAD_CHECK(xs[i].shape() == s0, "stack", "input ", i, " has shape ", xs[i].shape(), " but input 0 has shape ",
-                 s0, "; stack needs equal shapes");
+    AVGRAD_CHECK(xs[i].shape() == s0, "stack", "input ", i, " has shape ", xs[i].shape(), " but input 0 has shape ", s0,
+                 "; stack needs equal shapes");
   const int a = normalize_axis(axis, s0.rank() + 1, "stack");
   Shape out = s0;
   out.insert(a, static_cast<std::int64_t>(xs.size()));
   auto y = Tensor<T, D>::empty(out);
   for (std::size_t i = 0; i < xs.size(); ++i) {
     auto slot = y.select(a, static_cast<std::int64_t>(i));
-    detail::map_into(slot, xs[i], [](T v) { return v; }, "stack");
+    detail::map_into(
+        slot, xs[i], [](T v) { return v; }, "stack");
   }
   if constexpr (Floating<T>) {
     // y[.., i, ..] = x_i, so dx_i = g[.., i, ..]
@@ -256,8 +256,7 @@ Tensor<T, D> stack(const std::vector<Tensor<T, D>>& xs, std::int64_t axis = 0) {
 }
 
 /// stack({a, b, c}, axis): the same with a braced list of tensors.
-template <Element T, Device D>
-Tensor<T, D> stack(std::initializer_list<Tensor<T, D>> xs, std::int64_t axis = 0) {
+template <Element T, Device D> Tensor<T, D> stack(std::initializer_list<Tensor<T, D>> xs, std::int64_t axis = 0) {
   return stack(std::vector<Tensor<T, D>>(xs), axis);
 }
 
@@ -317,9 +316,8 @@ std::vector<Tensor<T, D>> chunk(const Tensor<T, D>& x, std::int64_t chunks, std:
 /// crop); reflect needs 0 <= pad < extent; replicate needs a non-empty dim.
 /// Unlike PyTorch, reflect/replicate work on any number of dims.
 /// Gradient: each input element collects g from every output position that reads it.
-template <Element T, Device D>
-Tensor<T, D> pad(const Tensor<T, D>& x, const std::vector<std::int64_t>& pads, PadMode mode = PadMode::constant,
-                 double value = 0.0) {
+template <Element T, Device D> Tensor<T, D> pad(const Tensor<T, D>& x, const std::vector<std::int64_t>& pads,
+                                                PadMode mode = PadMode::constant, double value = 0.0) {
   detail::check_defined(x, "pad");
   const int r = x.dim();
   AVGRAD_CHECK(pads.size() % 2 == 0, "pad", "pads must come in (before, after) pairs, got ", pads.size(), " values");
@@ -333,8 +331,8 @@ Tensor<T, D> pad(const Tensor<T, D>& x, const std::vector<std::int64_t>& pads, P
     const std::int64_t lo = pads[2 * k], hi = pads[2 * k + 1], n = x.shape()[d];
     if (lo == 0 && hi == 0) continue;
     if (mode == PadMode::constant) {
-      AVGRAD_CHECK(n + lo + hi >= 0, "pad", "padding (", lo, ", ", hi, ") of dim ", d, " leaves a negative extent for input shape ",
-                   x.shape());
+      AVGRAD_CHECK(n + lo + hi >= 0, "pad", "padding (", lo, ", ", hi, ") of dim ", d,
+                   " leaves a negative extent for input shape ", x.shape());
     } else {
       AVGRAD_CHECK(lo >= 0 && hi >= 0, "pad", mode_name, " padding (", lo, ", ", hi, ") of dim ", d,
                    " must be non-negative");
@@ -342,7 +340,8 @@ Tensor<T, D> pad(const Tensor<T, D>& x, const std::vector<std::int64_t>& pads, P
         AVGRAD_CHECK(lo < n && hi < n, "pad", "reflect padding (", lo, ", ", hi, ") of dim ", d,
                      " must be smaller than its extent ", n, " (input shape ", x.shape(), ")");
       else
-        AVGRAD_CHECK(n > 0, "pad", "replicate padding of dim ", d, " needs a non-empty dim (input shape ", x.shape(), ")");
+        AVGRAD_CHECK(n > 0, "pad", "replicate padding of dim ", d, " needs a non-empty dim (input shape ", x.shape(),
+                     ")");
     }
     out[d] = n + lo + hi;
     auto& m = maps[static_cast<std::size_t>(d)];
@@ -352,8 +351,8 @@ Tensor<T, D> pad(const Tensor<T, D>& x, const std::vector<std::int64_t>& pads, P
       if (mode == PadMode::constant) {
         if (i < 0 || i >= n) i = -1;
       } else if (mode == PadMode::reflect) {
-        if (i < 0) i = -i;                  // -1 → 1, -2 → 2: the edge is not repeated
-        if (i >= n) i = 2 * (n - 1) - i;    // n → n-2
+        if (i < 0) i = -i;                // -1 → 1, -2 → 2: the edge is not repeated
+        if (i >= n) i = 2 * (n - 1) - i;  // n → n-2
       } else {
         i = std::clamp<std::int64_t>(i, 0, n - 1);
       }
@@ -366,12 +365,11 @@ Tensor<T, D> pad(const Tensor<T, D>& x, const std::vector<std::int64_t>& pads, P
 /// Tiles x as torch.Tensor.repeat: repeats has at least rank entries; extra
 /// leading entries add new leading dims. Out extent d = x extent d · repeats[d].
 /// Gradient: each input element sums g over all its copies.
-template <Element T, Device D>
-Tensor<T, D> repeat(const Tensor<T, D>& x, const std::vector<std::int64_t>& repeats) {
+template <Element T, Device D> Tensor<T, D> repeat(const Tensor<T, D>& x, const std::vector<std::int64_t>& repeats) {
   detail::check_defined(x, "repeat");
   const int r = static_cast<int>(repeats.size());
-  AVGRAD_CHECK(r >= x.dim(), "repeat", "number of repeats (", r, ") cannot be smaller than the number of dims of shape ",
-               x.shape());
+  AVGRAD_CHECK(r >= x.dim(), "repeat", "number of repeats (", r,
+               ") cannot be smaller than the number of dims of shape ", x.shape());
   AVGRAD_CHECK(r <= kMaxRank, "repeat", r, " repeats exceed the maximum rank ", kMaxRank);
   Shape padded = Shape::filled(r - x.dim(), 1);
   for (auto e : x.shape()) padded.push_back(e);
@@ -392,8 +390,7 @@ Tensor<T, D> repeat(const Tensor<T, D>& x, const std::vector<std::int64_t>& repe
 
 /// Reverses x along each of `axes` (distinct; negative allowed). Fresh copy.
 /// Gradient: g flipped back.
-template <Element T, Device D>
-Tensor<T, D> flip(const Tensor<T, D>& x, const std::vector<std::int64_t>& axes) {
+template <Element T, Device D> Tensor<T, D> flip(const Tensor<T, D>& x, const std::vector<std::int64_t>& axes) {
   detail::check_defined(x, "flip");
   AVGRAD_CHECK(x.dim() >= 1 || axes.empty(), "flip", "cannot flip a 0-dimensional tensor along an axis");
   detail::IndexMaps maps(static_cast<std::size_t>(x.dim()));
@@ -409,8 +406,8 @@ Tensor<T, D> flip(const Tensor<T, D>& x, const std::vector<std::int64_t>& axes) 
 /// Rotates x by shifts[k] along axes[k], as torch.roll: out[(i + s) mod n] = x[i].
 /// Empty axes: x is flattened, rolled by the single shift, and reshaped back.
 /// Repeated axes add their shifts. Gradient: g rolled back.
-template <Element T, Device D>
-Tensor<T, D> roll(const Tensor<T, D>& x, const std::vector<std::int64_t>& shifts, const std::vector<std::int64_t>& axes = {}) {
+template <Element T, Device D> Tensor<T, D> roll(const Tensor<T, D>& x, const std::vector<std::int64_t>& shifts,
+                                                 const std::vector<std::int64_t>& axes = {}) {
   detail::check_defined(x, "roll");
   if (axes.empty()) {
     AVGRAD_CHECK(shifts.size() == 1, "roll", "without axes expects exactly one shift, got ", shifts.size());

@@ -56,16 +56,14 @@ inline std::optional<std::int64_t> merged_stride(const std::vector<std::pair<std
 }
 
 /// A 2-D operand ready for GEMM: pointer, layout, and the tensor keeping it alive.
-template <Floating T>
-struct GemmOperand {
+template <Floating T> struct GemmOperand {
   Tensor<T, Cpu> keep;
   GemmLayout layout;
   const T* ptr() const { return keep.data(); }
 };
 
 /// x (r, c) as a GEMM operand; copies only when the strides fit no GEMM layout.
-template <Floating T>
-GemmOperand<T> gemm_operand(const Tensor<T, Cpu>& x) {
+template <Floating T> GemmOperand<T> gemm_operand(const Tensor<T, Cpu>& x) {
   GemmLayout l = gemm_layout(x.size(0), x.size(1), x.stride(0), x.stride(1));
   if (l.ok) return {x, l};
   auto c = copy_contiguous(x);
@@ -74,8 +72,7 @@ GemmOperand<T> gemm_operand(const Tensor<T, Cpu>& x) {
 
 /// x (…, c) viewed as a matrix (prod(…), c) without copying when the leading
 /// dims merge (any strides for c); a contiguous copy otherwise. No recording.
-template <Floating T>
-Tensor<T, Cpu> as_rows(const Tensor<T, Cpu>& x) {
+template <Floating T> Tensor<T, Cpu> as_rows(const Tensor<T, Cpu>& x) {
   const std::int64_t c = x.shape().back();
   const std::int64_t r = c == 0 ? 0 : x.numel() / c;
   std::vector<std::pair<std::int64_t, std::int64_t>> lead;
@@ -183,16 +180,16 @@ Tensor<T, Cpu> matmul_kernel(Tensor<T, Cpu> a, Tensor<T, Cpu> b, const Shape& ou
   if (nout == nfull) {  // every product has its own output
     std::vector<T*> pc(pa.size());
     for (std::size_t i = 0; i < pc.size(); ++i) pc[i] = cp + oc_off[i];
-    cpu::gemm_batched(la.trans, lb.trans, m, n, k, T(1), pa.data(), la.ld, pb.data(), lb.ld, T(0), pc.data(), n,
-                      nfull);
+    cpu::gemm_batched(la.trans, lb.trans, m, n, k, T(1), pa.data(), la.ld, pb.data(), lb.ld, T(0), pc.data(), n, nfull);
     return c;
   }
   // Reduction: products sharing an output accumulate into it in batch order
   // (fixed, so the sum does not depend on the thread count); outputs in parallel.
   std::vector<std::int64_t> order(pa.size());
   for (std::size_t i = 0; i < order.size(); ++i) order[i] = static_cast<std::int64_t>(i);
-  std::stable_sort(order.begin(), order.end(),
-                   [&](std::int64_t x, std::int64_t y) { return oc_off[static_cast<std::size_t>(x)] < oc_off[static_cast<std::size_t>(y)]; });
+  std::stable_sort(order.begin(), order.end(), [&](std::int64_t x, std::int64_t y) {
+    return oc_off[static_cast<std::size_t>(x)] < oc_off[static_cast<std::size_t>(y)];
+  });
   const std::int64_t per_out = nfull / nout;  // every output gets the same number of products
   const bool par = nout > 1 && m * n * k < cpu::kSmallGemmWork && !omp_in_parallel() && omp_get_max_threads() > 1 &&
                    nfull * m * n * std::max<std::int64_t>(k, 1) >= cpu::kParallelGrain;
@@ -221,8 +218,7 @@ inline Shape batch_dims(const Shape& s) {
 ///   a (…A, M, K) · b (…B, K, N) → (broadcast(…A, …B), M, N).
 /// Checks: rank >= 1, inner dims equal, batch dims broadcast. Transposed views
 /// are read in place; output is fresh and contiguous.
-template <Floating T, Device D>
-Tensor<T, D> matmul(const Tensor<T, D>& a, const Tensor<T, D>& b) {
+template <Floating T, Device D> Tensor<T, D> matmul(const Tensor<T, D>& a, const Tensor<T, D>& b) {
   detail::check_defined(a, "matmul");
   detail::check_defined(b, "matmul");
   AVGRAD_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul", "both operands need at least 1 dim: ", a.shape(), " @ ",
@@ -269,8 +265,7 @@ Tensor<T, D> matmul(const Tensor<T, D>& a, const Tensor<T, D>& b) {
 }
 
 /// Batched matrix product: a (B, M, K) · b (B, K, N) → (B, M, N); no broadcasting.
-template <Floating T, Device D>
-Tensor<T, D> bmm(const Tensor<T, D>& a, const Tensor<T, D>& b) {
+template <Floating T, Device D> Tensor<T, D> bmm(const Tensor<T, D>& a, const Tensor<T, D>& b) {
   detail::check_defined(a, "bmm");
   detail::check_defined(b, "bmm");
   AVGRAD_CHECK(a.dim() == 3 && b.dim() == 3, "bmm", "expects two 3-D tensors, got ", a.shape(), " @ ", b.shape());
@@ -324,8 +319,8 @@ Tensor<T, D> linear(const Tensor<T, D>& x, const Tensor<T, D>& w, const Tensor<T
     if (need[0]) {  // dx (M, IN) = g (M, OUT) · w (OUT, IN)
       auto wv = detail::gemm_operand(sw.get("linear"));
       auto dx = Tensor<T, D>::empty(shape_x);
-      cpu::gemm(go.layout.trans, wv.layout.trans, rows, in, out_f, T(1), go.ptr(), go.layout.ld, wv.ptr(),
-                wv.layout.ld, T(0), dx.data(), in);
+      cpu::gemm(go.layout.trans, wv.layout.trans, rows, in, out_f, T(1), go.ptr(), go.layout.ld, wv.ptr(), wv.layout.ld,
+                T(0), dx.data(), in);
       out[0] = dx;
     }
     if (need[1]) {  // dw (OUT, IN) = gᵀ (OUT, M) · x (M, IN)

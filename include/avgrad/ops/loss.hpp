@@ -27,8 +27,7 @@ enum class Reduction {
 };
 
 /// Options of cross_entropy. Aggregate: `cross_entropy(x, y, {.ignore_index = 0, .label_smoothing = 0.1})`.
-template <Floating T, Device D = Cpu>
-struct CrossEntropyOptions {
+template <Floating T, Device D = Cpu> struct CrossEntropyOptions {
   /// (K) per-class weight w; undefined means all ones. A constant: it receives
   /// no gradient, and one that requires grad is rejected while grad mode is on.
   Tensor<T, D> weight{};
@@ -41,8 +40,7 @@ struct CrossEntropyOptions {
 };
 
 /// Options of binary_cross_entropy_with_logits. Aggregate, like CrossEntropyOptions.
-template <Floating T, Device D = Cpu>
-struct BceWithLogitsOptions {
+template <Floating T, Device D = Cpu> struct BceWithLogitsOptions {
   /// Rescales each element's loss; broadcast to the logits' shape (e.g. (B,1) or (K)).
   /// Undefined means 1. A constant (no gradient), like CrossEntropyOptions::weight.
   Tensor<T, D> weight{};
@@ -89,27 +87,26 @@ namespace detail {
 
 /// out[i] = f(in₀[i], …) over `shape` into a fresh contiguous tensor; every input
 /// is read with broadcast strides (callers check that its shape broadcasts to `shape`).
-template <Floating T, class F, class... In>
-Tensor<T, Cpu> map_n(const Shape& shape, F f, const In&... in) {
+template <Floating T, class F, class... In> Tensor<T, Cpu> map_n(const Shape& shape, F f, const In&... in) {
   constexpr int N = 1 + static_cast<int>(sizeof...(In));
   auto out = Tensor<T, Cpu>::empty(shape);
   auto layout = cpu::coalesce<N>(
       shape, std::array<Strides, N>{out.strides(), broadcast_strides(in.shape(), in.strides(), shape)...});
   T* o = out.data();
   const std::array<const T*, N - 1> src{in.data()...};
-  cpu::parallel_runs<N>(layout, [=](const std::array<std::int64_t, N>& off, std::int64_t n,
-                                    const std::array<std::int64_t, N>& st) {
-    [&]<std::size_t... J>(std::index_sequence<J...>) {
-      for (std::int64_t i = 0; i < n; ++i) o[off[0] + i * st[0]] = f(src[J][off[J + 1] + i * st[J + 1]]...);
-    }(std::make_index_sequence<N - 1>{});
-  });
+  cpu::parallel_runs<N>(
+      layout, [=](const std::array<std::int64_t, N>& off, std::int64_t n, const std::array<std::int64_t, N>& st) {
+        [&]<std::size_t... J>(std::index_sequence<J...>) {
+          for (std::int64_t i = 0; i < n; ++i) o[off[0] + i * st[0]] = f(src[J][off[J + 1] + i * st[J + 1]]...);
+        }
+        (std::make_index_sequence<N - 1>{});
+      });
   return out;
 }
 
 /// Sum of per-element losses divided by `denom` (mean) or 1 (sum); none passes through.
 /// The sum runs in acc_t<T>; a zero denominator gives NaN, as PyTorch's empty mean.
-template <Floating T>
-Tensor<T, Cpu> reduce_loss(const Tensor<T, Cpu>& per, Reduction r, double denom) {
+template <Floating T> Tensor<T, Cpu> reduce_loss(const Tensor<T, Cpu>& per, Reduction r, double denom) {
   if (r == Reduction::none) return per;
   using A = acc_t<T>;
   std::vector<int> all;
@@ -130,11 +127,9 @@ Tensor<T, Cpu> loss_grad_per_element(const Tensor<T, Cpu>& g, Reduction r, doubl
 }
 
 /// Rejects loss weights that would need a gradient (they are constants here).
-template <Floating T, Device D>
-void check_constant_weight(const Tensor<T, D>& w, const char* what, const char* op) {
+template <Floating T, Device D> void check_constant_weight(const Tensor<T, D>& w, const char* what, const char* op) {
   AVGRAD_CHECK(!(grad_enabled() && w.requires_grad()), op, what, " of shape ", w.shape(),
-               " requires grad, but loss weights are constants (no gradient flows to them); pass ", what,
-               ".detach()");
+               " requires grad, but loss weights are constants (no gradient flows to them); pass ", what, ".detach()");
 }
 
 /// "(i,j,…)": the multi-index of flat row-major position `flat` in `shape`.
@@ -154,9 +149,9 @@ inline std::string position_string(std::int64_t flat, const Shape& shape) {
 
 /// Where the classes sit in cross-entropy logits: (K), (B,K) or (B,K,d1,…,dn).
 struct ClassLayout {
-  int axis;            ///< class axis: 1, or 0 for unbatched (K) logits
-  std::int64_t K;      ///< number of classes
-  Shape positions;     ///< logits' shape without the class axis: (), (B) or (B,d1,…,dn)
+  int axis;         ///< class axis: 1, or 0 for unbatched (K) logits
+  std::int64_t K;   ///< number of classes
+  Shape positions;  ///< logits' shape without the class axis: (), (B) or (B,d1,…,dn)
 };
 
 inline ClassLayout class_layout(const Shape& logits, const char* op) {
@@ -171,8 +166,7 @@ inline ClassLayout class_layout(const Shape& logits, const char* op) {
 }
 
 /// Per-class weights as a host vector, checked against K; empty means all ones.
-template <Floating T, Device D>
-std::vector<T> class_weights(const Tensor<T, D>& w, std::int64_t K, const char* op) {
+template <Floating T, Device D> std::vector<T> class_weights(const Tensor<T, D>& w, std::int64_t K, const char* op) {
   if (!w.defined()) return {};
   AVGRAD_CHECK(w.dim() == 1 && w.numel() == K, op, "weight must have shape (K) = (", K, "), got ", w.shape());
   check_constant_weight(w, "weight", op);
@@ -181,10 +175,7 @@ std::vector<T> class_weights(const Tensor<T, D>& w, std::int64_t K, const char* 
 
 /// Per-position log Σ_k e^{x_k} over the class axis, kept as its two parts (see
 /// LineLse): contiguous tensors of the positions' shape.
-template <Floating T>
-struct PositionLse {
-  Tensor<T, Cpu> shift, log_sum;
-};
+template <Floating T> struct PositionLse { Tensor<T, Cpu> shift, log_sum; };
 
 // ---- cross-entropy with class indices -------------------------------------------
 //
@@ -199,26 +190,24 @@ struct PositionLse {
 
 /// Checks every target against [0, K) (ignore_index aside), serially and before any
 /// parallel loop; returns the mean's denominator Σ w_y over non-ignored positions.
-template <Floating T>
-double ce_check_targets(const std::int64_t* y, const Shape& positions, const Shape& logits, std::int64_t K,
-                        std::int64_t ignore, const std::vector<T>& w) {
+template <Floating T> double ce_check_targets(const std::int64_t* y, const Shape& positions, const Shape& logits,
+                                              std::int64_t K, std::int64_t ignore, const std::vector<T>& w) {
   double denom = 0;
   const std::int64_t n = positions.numel();
   for (std::int64_t i = 0; i < n; ++i) {
     const std::int64_t c = y[i];
     if (c == ignore) continue;
-    AVGRAD_CHECK(c >= 0 && c < K, "cross_entropy", "target value ", c, " at position ",
-                 position_string(i, positions), " is out of range [0, ", K, ") for logits of shape ", logits,
-                 " (ignore_index = ", ignore, ")");
+    AVGRAD_CHECK(c >= 0 && c < K, "cross_entropy", "target value ", c, " at position ", position_string(i, positions),
+                 " is out of range [0, ", K, ") for logits of shape ", logits, " (ignore_index = ", ignore, ")");
     denom += w.empty() ? 1.0 : static_cast<double>(w[static_cast<std::size_t>(c)]);
   }
   return denom;
 }
 
 /// Per-position losses ℓ (contiguous, positions' shape) and the lse parts.
-template <Floating T>
-Tensor<T, Cpu> ce_index_forward(const Tensor<T, Cpu>& x, const ClassLayout& cl, const std::int64_t* y,
-                                std::int64_t ignore, const std::vector<T>& w, double eps, PositionLse<T>& lse) {
+template <Floating T> Tensor<T, Cpu> ce_index_forward(const Tensor<T, Cpu>& x, const ClassLayout& cl,
+                                                      const std::int64_t* y, std::int64_t ignore,
+                                                      const std::vector<T>& w, double eps, PositionLse<T>& lse) {
   auto loss = Tensor<T, Cpu>::empty(cl.positions);
   lse.shift = Tensor<T, Cpu>::empty(cl.positions);
   lse.log_sum = Tensor<T, Cpu>::empty(cl.positions);
@@ -254,10 +243,10 @@ Tensor<T, Cpu> ce_index_forward(const Tensor<T, Cpu>& x, const ClassLayout& cl, 
 }
 
 /// dx for the class-index loss; gpos holds ∂L/∂ℓ per position (positions' shape).
-template <Floating T>
-Tensor<T, Cpu> ce_index_backward(const Tensor<T, Cpu>& x, const ClassLayout& cl, const std::int64_t* y,
-                                 std::int64_t ignore, const std::vector<T>& w, double eps,
-                                 const PositionLse<T>& lse, const Tensor<T, Cpu>& gpos) {
+template <Floating T> Tensor<T, Cpu> ce_index_backward(const Tensor<T, Cpu>& x, const ClassLayout& cl,
+                                                       const std::int64_t* y, std::int64_t ignore,
+                                                       const std::vector<T>& w, double eps, const PositionLse<T>& lse,
+                                                       const Tensor<T, Cpu>& gpos) {
   auto dx = Tensor<T, Cpu>::empty(x.shape());
   const auto xo = line_offsets(x.shape(), x.strides(), cl.axis);
   const auto dxo = line_offsets(dx.shape(), dx.strides(), cl.axis);
@@ -305,9 +294,9 @@ Tensor<T, Cpu> ce_index_backward(const Tensor<T, Cpu>& x, const ClassLayout& cl,
 //   ∂ℓ/∂t_k = −(1 − ε)·w_k·z_k.
 // The mean divides by the number of positions (PyTorch), not by a weight sum.
 
-template <Floating T>
-Tensor<T, Cpu> ce_soft_forward(const Tensor<T, Cpu>& x, const Tensor<T, Cpu>& t, const ClassLayout& cl,
-                               const std::vector<T>& w, double eps, PositionLse<T>& lse) {
+template <Floating T> Tensor<T, Cpu> ce_soft_forward(const Tensor<T, Cpu>& x, const Tensor<T, Cpu>& t,
+                                                     const ClassLayout& cl, const std::vector<T>& w, double eps,
+                                                     PositionLse<T>& lse) {
   auto loss = Tensor<T, Cpu>::empty(cl.positions);
   lse.shift = Tensor<T, Cpu>::empty(cl.positions);
   lse.log_sum = Tensor<T, Cpu>::empty(cl.positions);
@@ -338,9 +327,9 @@ Tensor<T, Cpu> ce_soft_forward(const Tensor<T, Cpu>& x, const Tensor<T, Cpu>& t,
 /// dx and/or dt of the soft-target loss (undefined where not wanted).
 template <Floating T>
 std::pair<Tensor<T, Cpu>, Tensor<T, Cpu>> ce_soft_backward(const Tensor<T, Cpu>& x, const Tensor<T, Cpu>& t,
-                                                           const ClassLayout& cl, const std::vector<T>& w,
-                                                           double eps, const PositionLse<T>& lse,
-                                                           const Tensor<T, Cpu>& gpos, bool want_x, bool want_t) {
+                                                           const ClassLayout& cl, const std::vector<T>& w, double eps,
+                                                           const PositionLse<T>& lse, const Tensor<T, Cpu>& gpos,
+                                                           bool want_x, bool want_t) {
   Tensor<T, Cpu> dx = want_x ? Tensor<T, Cpu>::empty(x.shape()) : Tensor<T, Cpu>();
   Tensor<T, Cpu> dt = want_t ? Tensor<T, Cpu>::empty(x.shape()) : Tensor<T, Cpu>();
   const auto xo = line_offsets(x.shape(), x.strides(), cl.axis);
@@ -391,9 +380,9 @@ std::pair<Tensor<T, Cpu>, Tensor<T, Cpu>> ce_soft_backward(const Tensor<T, Cpu>&
 /// Throws on shape mismatches, a weight not of shape (K), ε outside [0, 1], and
 /// any target outside [0, K) other than ignore_index (naming value and position).
 /// NaN/Inf logits propagate into the loss and gradient. Gradient: logits only.
-template <Floating T, Device D>
-Tensor<T, D> cross_entropy(const Tensor<T, D>& logits, const Tensor<std::int64_t, D>& target,
-                           const CrossEntropyOptions<T, D>& opt = {}) {
+template <Floating T, Device D> Tensor<T, D> cross_entropy(const Tensor<T, D>& logits,
+                                                           const Tensor<std::int64_t, D>& target,
+                                                           const CrossEntropyOptions<T, D>& opt = {}) {
   const char* op = "cross_entropy";
   detail::check_defined(logits, op);
   detail::check_defined(target, op);
@@ -405,8 +394,7 @@ Tensor<T, D> cross_entropy(const Tensor<T, D>& logits, const Tensor<std::int64_t
                opt.label_smoothing);
   const auto w = detail::class_weights(opt.weight, cl.K, op);
   const Tensor<std::int64_t, D> y = target.contiguous();
-  const double denom =
-      detail::ce_check_targets(y.data(), cl.positions, logits.shape(), cl.K, opt.ignore_index, w);
+  const double denom = detail::ce_check_targets(y.data(), cl.positions, logits.shape(), cl.K, opt.ignore_index, w);
   detail::PositionLse<T> lse;
   const double eps = opt.label_smoothing;
   const std::int64_t ignore = opt.ignore_index;
@@ -428,9 +416,8 @@ Tensor<T, D> cross_entropy(const Tensor<T, D>& logits, const Tensor<std::int64_t
 /// ℓ = −Σ_k w_k t'_k log softmax(x)_k with t' = (1 − ε)t + ε/K. The mean divides
 /// by the number of positions (B·d1·…·dn). Targets are not checked to sum to 1.
 /// Gradients flow to logits and to target (e.g. a teacher's output).
-template <Floating T, Device D>
-Tensor<T, D> cross_entropy(const Tensor<T, D>& logits, const Tensor<T, D>& target,
-                           const CrossEntropyOptions<T, D>& opt = {}) {
+template <Floating T, Device D> Tensor<T, D> cross_entropy(const Tensor<T, D>& logits, const Tensor<T, D>& target,
+                                                           const CrossEntropyOptions<T, D>& opt = {}) {
   const char* op = "cross_entropy";
   detail::check_defined(logits, op);
   detail::check_defined(target, op);
@@ -459,8 +446,9 @@ Tensor<T, D> cross_entropy(const Tensor<T, D>& logits, const Tensor<T, D>& targe
 
 /// Any other target dtype is a compile-time error with a readable message.
 template <Floating T, Device D, Element I>
-  requires(!std::same_as<I, std::int64_t> && !std::same_as<I, T>)
-Tensor<T, D> cross_entropy(const Tensor<T, D>&, const Tensor<I, D>&, const CrossEntropyOptions<T, D>& = {}) {
+requires(!std::same_as<I, std::int64_t> &&
+         !std::same_as<I, T>) Tensor<T, D> cross_entropy(const Tensor<T, D>&, const Tensor<I, D>&,
+                                                         const CrossEntropyOptions<T, D>& = {}) {
   static_assert(sizeof(I) == 0,
                 "cross_entropy: target must be Tensor<std::int64_t> (class indices) or have the logits' "
                 "floating type (probabilities); convert it with .to<...>()");
@@ -499,8 +487,8 @@ Tensor<T, D> binary_cross_entropy_with_logits(const Tensor<T, D>& logits, const 
   const Tensor<T, D> w = constant(opt.weight, "weight");
   const Reduction red = opt.reduction;
   const double denom = static_cast<double>(shape.numel());
-  auto per = detail::map_n<T>(shape, [](T x, T t, T p, T v) { return fn::BceWithLogits{}(x, t, p, v); }, logits,
-                              targets, pw, w);
+  auto per = detail::map_n<T>(
+      shape, [](T x, T t, T p, T v) { return fn::BceWithLogits{}(x, t, p, v); }, logits, targets, pw, w);
   auto out = detail::reduce_loss(per, red, denom);
   if (!autograd::any_requires_grad<T, D>({&logits, &targets})) return out;
   autograd::Saved<T, D> sx(logits), st(targets), spw(pw), sw(w);
@@ -510,12 +498,12 @@ Tensor<T, D> binary_cross_entropy_with_logits(const Tensor<T, D>& logits, const 
     autograd::Grads<T, D> out(2);
     if (need[0])
       out[0] = detail::map_n<T>(
-          shape, [](T gg, T xx, T tt, T pp, T ww) { return fn::BceWithLogits{}.grad_x(xx, tt, pp, ww, gg); }, ge, x,
-          t, p, v);
+          shape, [](T gg, T xx, T tt, T pp, T ww) { return fn::BceWithLogits{}.grad_x(xx, tt, pp, ww, gg); }, ge, x, t,
+          p, v);
     if (need[1])
       out[1] = detail::map_n<T>(
-          shape, [](T gg, T xx, T tt, T pp, T ww) { return fn::BceWithLogits{}.grad_t(xx, tt, pp, ww, gg); }, ge, x,
-          t, p, v);
+          shape, [](T gg, T xx, T tt, T pp, T ww) { return fn::BceWithLogits{}.grad_t(xx, tt, pp, ww, gg); }, ge, x, t,
+          p, v);
     return out;
   });
 }
@@ -531,15 +519,21 @@ Tensor<T, D> pointwise_loss(const char* op, const Tensor<T, D>& a, const Tensor<
                " differ (no broadcasting in losses)");
   const Shape shape = a.shape();
   const double denom = static_cast<double>(shape.numel());
-  auto out = reduce_loss(map_n<T>(shape, [f](T u, T v) { return f(u, v); }, a, b), red, denom);
+  auto out = reduce_loss(map_n<T>(
+                             shape, [f](T u, T v) { return f(u, v); }, a, b),
+                         red, denom);
   if (!autograd::any_requires_grad<T, D>({&a, &b})) return out;
   autograd::Saved<T, D> sa(a), sb(b);
   return autograd::record<T, D>(op, out, {a, b}, [=](const Tensor<T, D>& g, const std::vector<bool>& need) {
     auto ge = loss_grad_per_element(g, red, denom, shape);
     const auto &av = sa.get(op), &bv = sb.get(op);
     autograd::Grads<T, D> grads(2);
-    if (need[0]) grads[0] = map_n<T>(shape, [f](T gg, T u, T v) { return f.grad_a(u, v, gg); }, ge, av, bv);
-    if (need[1]) grads[1] = map_n<T>(shape, [f](T gg, T u, T v) { return -f.grad_a(u, v, gg); }, ge, av, bv);
+    if (need[0])
+      grads[0] = map_n<T>(
+          shape, [f](T gg, T u, T v) { return f.grad_a(u, v, gg); }, ge, av, bv);
+    if (need[1])
+      grads[1] = map_n<T>(
+          shape, [f](T gg, T u, T v) { return -f.grad_a(u, v, gg); }, ge, av, bv);
     return grads;
   });
 }

@@ -9,10 +9,10 @@
 // r = 1/√(σ² + eps), x̂ = (x − μ)·r, y = γ·x̂ + β.
 #pragma once
 
+#include <omp.h>
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <omp.h>
 
 #include "avgrad/ops/binary.hpp"
 
@@ -26,8 +26,7 @@ struct ShiftedMoments {
   double shift = 0, s1 = 0, s2 = 0;
   std::int64_t n = 0;
 
-  template <class T>
-  void add_run(const T* p, std::int64_t len) {
+  template <class T> void add_run(const T* p, std::int64_t len) {
     if (len <= 0) return;
     if (n == 0) shift = static_cast<double>(p[0]);
     const double k = shift;
@@ -56,23 +55,21 @@ inline bool parallel_worth(std::int64_t work, std::int64_t items) {
 }
 
 /// 1/√(v + eps) elementwise, computed in double.
-template <Floating T>
-Tensor<T, Cpu> inv_std(const Tensor<T, Cpu>& var, double eps) {
+template <Floating T> Tensor<T, Cpu> inv_std(const Tensor<T, Cpu>& var, double eps) {
   return map<T>(var, [eps](T v) { return static_cast<T>(1.0 / std::sqrt(static_cast<double>(v) + eps)); });
 }
 
 /// An affine parameter as a contiguous host tensor of `c` entries; `fill` where undefined.
-template <Floating T>
-Tensor<T, Cpu> affine_or(const Tensor<T, Cpu>& p, std::int64_t c, T fill) {
+template <Floating T> Tensor<T, Cpu> affine_or(const Tensor<T, Cpu>& p, std::int64_t c, T fill) {
   return p.defined() ? p.detach().contiguous().reshape({c}) : full<T>(Shape{c}, fill);
 }
 
 // ---- batch norm kernels: x, g contiguous (N, C, S); one set per channel ---------
 
 /// Per-channel mean and biased variance over (N, S).
-template <Floating T>
-std::pair<Tensor<T, Cpu>, Tensor<T, Cpu>> batch_norm_moments(const Tensor<T, Cpu>& x, std::int64_t N,
-                                                             std::int64_t C, std::int64_t S) {
+template <Floating T> std::pair<Tensor<T, Cpu>, Tensor<T, Cpu>> batch_norm_moments(const Tensor<T, Cpu>& x,
+                                                                                   std::int64_t N, std::int64_t C,
+                                                                                   std::int64_t S) {
   auto mean = Tensor<T, Cpu>::empty(Shape{C}), var = Tensor<T, Cpu>::empty(Shape{C});
   const T* xp = x.data();
   T *mp = mean.data(), *vp = var.data();
@@ -87,10 +84,10 @@ std::pair<Tensor<T, Cpu>, Tensor<T, Cpu>> batch_norm_moments(const Tensor<T, Cpu
 }
 
 /// y = (x − μ_c)·(γ_c·r_c) + β_c: the output pass of training and eval alike.
-template <Floating T>
-Tensor<T, Cpu> batch_norm_apply(const Tensor<T, Cpu>& x, const Shape& shape, const Tensor<T, Cpu>& mean,
-                                const Tensor<T, Cpu>& rstd, const Tensor<T, Cpu>& w, const Tensor<T, Cpu>& b,
-                                std::int64_t N, std::int64_t C, std::int64_t S) {
+template <Floating T> Tensor<T, Cpu> batch_norm_apply(const Tensor<T, Cpu>& x, const Shape& shape,
+                                                      const Tensor<T, Cpu>& mean, const Tensor<T, Cpu>& rstd,
+                                                      const Tensor<T, Cpu>& w, const Tensor<T, Cpu>& b, std::int64_t N,
+                                                      std::int64_t C, std::int64_t S) {
   auto y = Tensor<T, Cpu>::empty(shape);
   const T *xp = x.data(), *mp = mean.data(), *rp = rstd.data(), *wp = w.data(), *bp = b.data();
   T* yp = y.data();
@@ -106,10 +103,7 @@ Tensor<T, Cpu> batch_norm_apply(const Tensor<T, Cpu>& x, const Shape& shape, con
   return y;
 }
 
-template <Floating T>
-struct NormGrads {
-  Tensor<T, Cpu> dx, dw, db;
-};
+template <Floating T> struct NormGrads { Tensor<T, Cpu> dx, dw, db; };
 
 /// Backward of batch_norm. Per channel, over its m = N·S elements:
 ///   dβ = Σ g,  dγ = Σ g·x̂.
@@ -122,9 +116,8 @@ struct NormGrads {
 /// and mean(g), mean(g·x̂) are dβ/m and dγ/m: one pass of sums, one pass for dx.
 template <Floating T>
 NormGrads<T> batch_norm_backward(const Tensor<T, Cpu>& x, const Tensor<T, Cpu>& g, const Tensor<T, Cpu>& w,
-                                 const Tensor<T, Cpu>& mean, const Tensor<T, Cpu>& rstd, std::int64_t N,
-                                 std::int64_t C, std::int64_t S, bool training, bool need_dx, bool need_dw,
-                                 bool need_db) {
+                                 const Tensor<T, Cpu>& mean, const Tensor<T, Cpu>& rstd, std::int64_t N, std::int64_t C,
+                                 std::int64_t S, bool training, bool need_dx, bool need_dw, bool need_db) {
   NormGrads<T> out;
   const T *xp = x.data(), *gp = g.data(), *wp = w.data(), *mp = mean.data(), *rp = rstd.data();
   const bool need_sums = need_dw || need_db || (need_dx && training);
@@ -191,8 +184,7 @@ struct RowNormLayout {
 };
 
 /// Calls f(j, k) for every element j of a row, k its channel within the row.
-template <class F>
-inline void for_row(const RowNormLayout& L, F&& f) {
+template <class F> inline void for_row(const RowNormLayout& L, F&& f) {
   if (L.inner == 1) {
     for (std::int64_t j = 0; j < L.cg; ++j) f(j, j);
   } else {
@@ -201,15 +193,13 @@ inline void for_row(const RowNormLayout& L, F&& f) {
   }
 }
 
-template <Floating T>
-struct RowNormForward {
+template <Floating T> struct RowNormForward {
   Tensor<T, Cpu> y, mean, rstd;  // y: x's shape; mean, rstd: (rows)
 };
 
 /// y = (x − μ_row)·r_row·γ_k + β_k, statistics per row.
-template <Floating T>
-RowNormForward<T> row_norm_forward(const Tensor<T, Cpu>& x, const RowNormLayout& L, const Tensor<T, Cpu>& w,
-                                   const Tensor<T, Cpu>& b, double eps) {
+template <Floating T> RowNormForward<T> row_norm_forward(const Tensor<T, Cpu>& x, const RowNormLayout& L,
+                                                         const Tensor<T, Cpu>& w, const Tensor<T, Cpu>& b, double eps) {
   RowNormForward<T> out{Tensor<T, Cpu>::empty(x.shape()), Tensor<T, Cpu>::empty(Shape{L.rows}),
                         Tensor<T, Cpu>::empty(Shape{L.rows})};
   const std::int64_t len = L.len();
@@ -237,10 +227,10 @@ RowNormForward<T> row_norm_forward(const Tensor<T, Cpu>& x, const RowNormLayout&
 ///   dγ_c = Σ g·x̂,  dβ_c = Σ g                       (over every element of channel c).
 /// dx runs in parallel over rows; dγ, dβ over blocks of channels, each summing
 /// its rows in a fixed order, so nothing depends on the thread count.
-template <Floating T>
-NormGrads<T> row_norm_backward(const Tensor<T, Cpu>& x, const Tensor<T, Cpu>& g, const Tensor<T, Cpu>& w,
-                               const Tensor<T, Cpu>& mean, const Tensor<T, Cpu>& rstd, const RowNormLayout& L,
-                               bool need_dx, bool need_dw, bool need_db) {
+template <Floating T> NormGrads<T> row_norm_backward(const Tensor<T, Cpu>& x, const Tensor<T, Cpu>& g,
+                                                     const Tensor<T, Cpu>& w, const Tensor<T, Cpu>& mean,
+                                                     const Tensor<T, Cpu>& rstd, const RowNormLayout& L, bool need_dx,
+                                                     bool need_dw, bool need_db) {
   NormGrads<T> out;
   const std::int64_t len = L.len();
   const T *xp = x.data(), *gp = g.data(), *wp = w.data(), *mp = mean.data(), *rp = rstd.data();
@@ -260,9 +250,7 @@ NormGrads<T> row_norm_backward(const Tensor<T, Cpu>& x, const Tensor<T, Cpu>& g,
         s_gx += gh * static_cast<double>((xr[j] - m) * k);
       });
       const T mg = static_cast<T>(s_g * inv_len), mgx = static_cast<T>(s_gx * inv_len);
-      for_row(L, [&](std::int64_t j, std::int64_t c) {
-        dr[j] = k * (gr[j] * wr[c] - mg - (xr[j] - m) * k * mgx);
-      });
+      for_row(L, [&](std::int64_t j, std::int64_t c) { dr[j] = k * (gr[j] * wr[c] - mg - (xr[j] - m) * k * mgx); });
     }
   }
   if (need_dw || need_db) {
@@ -304,9 +292,9 @@ NormGrads<T> row_norm_backward(const Tensor<T, Cpu>& x, const Tensor<T, Cpu>& g,
 /// The op around the row kernels: forward, then a recorded dedicated backward.
 /// weight, bias: undefined or of L.channels() elements (any shape; checked by the
 /// caller); their gradients come back in their own shapes.
-template <Floating T, Device D>
-Tensor<T, D> row_norm(const char* name, const Tensor<T, D>& x, const RowNormLayout& L, const Tensor<T, D>& weight,
-                      const Tensor<T, D>& bias, double eps) {
+template <Floating T, Device D> Tensor<T, D> row_norm(const char* name, const Tensor<T, D>& x, const RowNormLayout& L,
+                                                      const Tensor<T, D>& weight, const Tensor<T, D>& bias,
+                                                      double eps) {
   const std::int64_t C = L.channels();
   auto xc = x.detach().contiguous();
   auto w = affine_or(weight, C, T(1));
@@ -317,8 +305,8 @@ Tensor<T, D> row_norm(const char* name, const Tensor<T, D>& x, const RowNormLayo
   Shape w_shape = weight.defined() ? weight.shape() : Shape{}, b_shape = bias.defined() ? bias.shape() : Shape{};
   return autograd::record<T, D>(
       name, fw.y, {x, weight, bias}, [=](const Tensor<T, D>& g, const std::vector<bool>& need) {
-        auto r = row_norm_backward(sx.get(name), g.contiguous(), sw.get(name), mean, rstd, L, need[0], need[1],
-                                   need[2]);
+        auto r =
+            row_norm_backward(sx.get(name), g.contiguous(), sw.get(name), mean, rstd, L, need[0], need[1], need[2]);
         return autograd::Grads<T, D>{r.dx, need[1] ? r.dw.reshape(w_shape) : Tensor<T, D>(),
                                      need[2] ? r.db.reshape(b_shape) : Tensor<T, D>()};
       });
@@ -340,10 +328,10 @@ inline void check_eps(double eps, const char* op) {
 /// eval (training = false): μ, σ² are the running stats (required; not modified).
 /// Gradients flow to x, weight and bias; never to the running stats.
 /// Checks: shapes above, momentum in [0, 1], eps ≥ 0.
-template <Floating T, Device D>
-Tensor<T, D> batch_norm(const Tensor<T, D>& x, const Tensor<T, D>& weight, const Tensor<T, D>& bias,
-                        Tensor<T, D> running_mean, Tensor<T, D> running_var, bool training, double momentum = 0.1,
-                        double eps = 1e-5) {
+template <Floating T, Device D> Tensor<T, D> batch_norm(const Tensor<T, D>& x, const Tensor<T, D>& weight,
+                                                        const Tensor<T, D>& bias, Tensor<T, D> running_mean,
+                                                        Tensor<T, D> running_var, bool training, double momentum = 0.1,
+                                                        double eps = 1e-5) {
   constexpr const char* op = "batch_norm";
   detail::check_defined(x, op);
   AVGRAD_CHECK(x.dim() >= 2, op, "expects input (N, C, ...) of rank >= 2, got shape ", x.shape());
@@ -361,7 +349,8 @@ Tensor<T, D> batch_norm(const Tensor<T, D>& x, const Tensor<T, D>& weight, const
   check_param(running_var, "running_var");
   AVGRAD_CHECK(running_mean.defined() == running_var.defined(), op,
                "pass both running_mean and running_var, or neither");
-  AVGRAD_CHECK(training || running_mean.defined(), op, "eval mode (training = false) needs running_mean and running_var");
+  AVGRAD_CHECK(training || running_mean.defined(), op,
+               "eval mode (training = false) needs running_mean and running_var");
   AVGRAD_CHECK(momentum >= 0 && momentum <= 1, op, "momentum must be in [0, 1], got ", momentum);
   detail::check_eps(eps, op);
   AVGRAD_CHECK(!training || N * S > 1, op, "training needs more than one value per channel, got input ", x.shape());
@@ -375,9 +364,10 @@ Tensor<T, D> batch_norm(const Tensor<T, D>& x, const Tensor<T, D>& weight, const
     if (running_mean.defined()) {
       NoGradGuard no_grad;
       const double mom = momentum, unbias = static_cast<double>(N * S) / static_cast<double>(N * S - 1);
-      apply_(running_mean, mu, [mom](T r, T b) { return static_cast<T>((1 - mom) * r + mom * b); }, op);
-      apply_(running_var, var_b, [mom, unbias](T r, T v) { return static_cast<T>((1 - mom) * r + mom * unbias * v); },
-             op);
+      apply_(
+          running_mean, mu, [mom](T r, T b) { return static_cast<T>((1 - mom) * r + mom * b); }, op);
+      apply_(
+          running_var, var_b, [mom, unbias](T r, T v) { return static_cast<T>((1 - mom) * r + mom * unbias * v); }, op);
     }
   } else {
     // copies: a later training step may update the running stats before this backward
@@ -389,8 +379,8 @@ Tensor<T, D> batch_norm(const Tensor<T, D>& x, const Tensor<T, D>& weight, const
   if (!autograd::any_requires_grad<T, D>({&x, &weight, &bias})) return y;
   autograd::Saved<T, D> sx(xc), sw(w);
   return autograd::record<T, D>(op, y, {x, weight, bias}, [=](const Tensor<T, D>& g, const std::vector<bool>& need) {
-    auto r = detail::batch_norm_backward(sx.get(op), g.contiguous(), sw.get(op), mean, rstd, N, C, S, training,
-                                         need[0], need[1], need[2]);
+    auto r = detail::batch_norm_backward(sx.get(op), g.contiguous(), sw.get(op), mean, rstd, N, C, S, training, need[0],
+                                         need[1], need[2]);
     return autograd::Grads<T, D>{r.dx, r.dw, r.db};
   });
 }
@@ -399,17 +389,17 @@ Tensor<T, D> batch_norm(const Tensor<T, D>& x, const Tensor<T, D>& weight, const
 /// normalized_shape: 1 to rank(x) positive extents equal to x's trailing dims;
 /// weight, bias: normalized_shape or undefined. One set per leading index:
 /// y = (x − μ)/√(σ² + eps)·γ + β (biased σ²), y of x's shape.
-template <Floating T, Device D>
-Tensor<T, D> layer_norm(const Tensor<T, D>& x, const Shape& normalized_shape, const Tensor<T, D>& weight = {},
-                        const Tensor<T, D>& bias = {}, double eps = 1e-5) {
+template <Floating T, Device D> Tensor<T, D> layer_norm(const Tensor<T, D>& x, const Shape& normalized_shape,
+                                                        const Tensor<T, D>& weight = {}, const Tensor<T, D>& bias = {},
+                                                        double eps = 1e-5) {
   constexpr const char* op = "layer_norm";
   detail::check_defined(x, op);
   const int k = normalized_shape.rank();
   AVGRAD_CHECK(k >= 1 && k <= x.dim(), op, "normalized_shape ", normalized_shape, " must name 1 to ", x.dim(),
                " trailing dims of input ", x.shape());
   for (int i = 0; i < k; ++i)
-    AVGRAD_CHECK(normalized_shape[i] > 0 && x.shape()[x.dim() - k + i] == normalized_shape[i], op,
-                 "normalized_shape ", normalized_shape, " does not match the trailing dims of input ", x.shape());
+    AVGRAD_CHECK(normalized_shape[i] > 0 && x.shape()[x.dim() - k + i] == normalized_shape[i], op, "normalized_shape ",
+                 normalized_shape, " does not match the trailing dims of input ", x.shape());
   for (const auto* p : {&weight, &bias})
     if (p->defined())
       AVGRAD_CHECK(p->shape() == normalized_shape, op, p == &weight ? "weight" : "bias", " has shape ", p->shape(),
@@ -424,9 +414,9 @@ Tensor<T, D> layer_norm(const Tensor<T, D>& x, const Shape& normalized_shape, co
 /// channels and all spatial positions; weight, bias: (C) or undefined (per channel).
 /// y = (x − μ)/√(σ² + eps)·γ_c + β_c (biased σ²), y of x's shape.
 /// Checks: groups ≥ 1 divides C.
-template <Floating T, Device D>
-Tensor<T, D> group_norm(const Tensor<T, D>& x, std::int64_t groups, const Tensor<T, D>& weight = {},
-                        const Tensor<T, D>& bias = {}, double eps = 1e-5) {
+template <Floating T, Device D> Tensor<T, D> group_norm(const Tensor<T, D>& x, std::int64_t groups,
+                                                        const Tensor<T, D>& weight = {}, const Tensor<T, D>& bias = {},
+                                                        double eps = 1e-5) {
   constexpr const char* op = "group_norm";
   detail::check_defined(x, op);
   AVGRAD_CHECK(x.dim() >= 2, op, "expects input (N, C, ...) of rank >= 2, got shape ", x.shape());
@@ -435,8 +425,8 @@ Tensor<T, D> group_norm(const Tensor<T, D>& x, std::int64_t groups, const Tensor
                " of input ", x.shape());
   for (const auto* p : {&weight, &bias})
     if (p->defined())
-      AVGRAD_CHECK(p->dim() == 1 && p->shape()[0] == C, op, p == &weight ? "weight" : "bias", " has shape ",
-                   p->shape(), " but input ", x.shape(), " has C = ", C, " channels; expected (", C, ")");
+      AVGRAD_CHECK(p->dim() == 1 && p->shape()[0] == C, op, p == &weight ? "weight" : "bias", " has shape ", p->shape(),
+                   " but input ", x.shape(), " has C = ", C, " channels; expected (", C, ")");
   detail::check_eps(eps, op);
   std::int64_t S = 1;
   for (int d = 2; d < x.dim(); ++d) S *= x.shape()[d];

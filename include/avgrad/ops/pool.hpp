@@ -110,8 +110,7 @@ inline Shape pool_out_shape(const Shape& in, const cpu::PoolGeometry& g) {
 }
 
 /// x's strides as (b, c, d0, d1, d2), stride 0 for the unused leading spatial slots.
-template <Element T>
-void pool_strides(const Tensor<T, Cpu>& x, std::int64_t (&xs)[5]) {
+template <Element T> void pool_strides(const Tensor<T, Cpu>& x, std::int64_t (&xs)[5]) {
   const int nd = x.dim() - 2;
   xs[0] = x.strides()[0];
   xs[1] = x.strides()[1];
@@ -130,17 +129,16 @@ Tensor<T, Cpu> max_pool_kernel(const Tensor<T, Cpu>& x, const cpu::PoolGeometry&
   return y;
 }
 
-template <Floating T>
-Tensor<T, Cpu> max_pool_backward_kernel(const Tensor<T, Cpu>& g, const Tensor<std::int64_t, Cpu>& idx,
-                                        const Shape& in_shape, const cpu::PoolGeometry& geo) {
+template <Floating T> Tensor<T, Cpu> max_pool_backward_kernel(const Tensor<T, Cpu>& g,
+                                                              const Tensor<std::int64_t, Cpu>& idx,
+                                                              const Shape& in_shape, const cpu::PoolGeometry& geo) {
   auto gc = g.contiguous();
   auto dx = zeros<T>(in_shape);
   cpu::max_pool_backward(gc.data(), idx.data(), in_shape[0] * in_shape[1], geo, dx.data());
   return dx;
 }
 
-template <Floating T>
-Tensor<T, Cpu> avg_pool_kernel(const Tensor<T, Cpu>& x, const cpu::PoolGeometry& g) {
+template <Floating T> Tensor<T, Cpu> avg_pool_kernel(const Tensor<T, Cpu>& x, const cpu::PoolGeometry& g) {
   auto y = Tensor<T, Cpu>::empty(pool_out_shape(x.shape(), g));
   std::int64_t xs[5];
   pool_strides(x, xs);
@@ -209,19 +207,19 @@ Tensor<T, D> avg_pool_op(const char* op, int nd, const Tensor<T, D>& x, const Po
 /// stride defaults to kernel_size. Checks: rank, kernel_size/stride/dilation > 0,
 /// 0 ≤ padding ≤ kernel_size/2, dilated kernel ≤ padded input, out > 0.
 /// Backward: dx[argmax of window o] += g[o].
-template <Floating T, Device D>
-Tensor<T, D> max_pool1d(const Tensor<T, D>& x, const PoolSize& kernel_size, const PoolSize& stride = {},
-                        const PoolSize& padding = 0, const PoolSize& dilation = 1, bool ceil_mode = false) {
+template <Floating T, Device D> Tensor<T, D> max_pool1d(const Tensor<T, D>& x, const PoolSize& kernel_size,
+                                                        const PoolSize& stride = {}, const PoolSize& padding = 0,
+                                                        const PoolSize& dilation = 1, bool ceil_mode = false) {
   return detail::max_pool_op("max_pool1d", 1, x, kernel_size, stride, padding, dilation, ceil_mode);
 }
-template <Floating T, Device D>
-Tensor<T, D> max_pool2d(const Tensor<T, D>& x, const PoolSize& kernel_size, const PoolSize& stride = {},
-                        const PoolSize& padding = 0, const PoolSize& dilation = 1, bool ceil_mode = false) {
+template <Floating T, Device D> Tensor<T, D> max_pool2d(const Tensor<T, D>& x, const PoolSize& kernel_size,
+                                                        const PoolSize& stride = {}, const PoolSize& padding = 0,
+                                                        const PoolSize& dilation = 1, bool ceil_mode = false) {
   return detail::max_pool_op("max_pool2d", 2, x, kernel_size, stride, padding, dilation, ceil_mode);
 }
-template <Floating T, Device D>
-Tensor<T, D> max_pool3d(const Tensor<T, D>& x, const PoolSize& kernel_size, const PoolSize& stride = {},
-                        const PoolSize& padding = 0, const PoolSize& dilation = 1, bool ceil_mode = false) {
+template <Floating T, Device D> Tensor<T, D> max_pool3d(const Tensor<T, D>& x, const PoolSize& kernel_size,
+                                                        const PoolSize& stride = {}, const PoolSize& padding = 0,
+                                                        const PoolSize& dilation = 1, bool ceil_mode = false) {
   return detail::max_pool_op("max_pool3d", 3, x, kernel_size, stride, padding, dilation, ceil_mode);
 }
 
@@ -231,19 +229,19 @@ Tensor<T, D> max_pool3d(const Tensor<T, D>& x, const PoolSize& kernel_size, cons
 /// (count_include_pad, PyTorch's default) or by the number of in-bounds taps.
 /// Shapes, defaults and checks as max_pool (no dilation).
 /// Backward: dx[i] += g[o] / divisor(o) for every window o holding i.
-template <Floating T, Device D>
-Tensor<T, D> avg_pool1d(const Tensor<T, D>& x, const PoolSize& kernel_size, const PoolSize& stride = {},
-                        const PoolSize& padding = 0, bool ceil_mode = false, bool count_include_pad = true) {
+template <Floating T, Device D> Tensor<T, D> avg_pool1d(const Tensor<T, D>& x, const PoolSize& kernel_size,
+                                                        const PoolSize& stride = {}, const PoolSize& padding = 0,
+                                                        bool ceil_mode = false, bool count_include_pad = true) {
   return detail::avg_pool_op("avg_pool1d", 1, x, kernel_size, stride, padding, ceil_mode, count_include_pad);
 }
-template <Floating T, Device D>
-Tensor<T, D> avg_pool2d(const Tensor<T, D>& x, const PoolSize& kernel_size, const PoolSize& stride = {},
-                        const PoolSize& padding = 0, bool ceil_mode = false, bool count_include_pad = true) {
+template <Floating T, Device D> Tensor<T, D> avg_pool2d(const Tensor<T, D>& x, const PoolSize& kernel_size,
+                                                        const PoolSize& stride = {}, const PoolSize& padding = 0,
+                                                        bool ceil_mode = false, bool count_include_pad = true) {
   return detail::avg_pool_op("avg_pool2d", 2, x, kernel_size, stride, padding, ceil_mode, count_include_pad);
 }
-template <Floating T, Device D>
-Tensor<T, D> avg_pool3d(const Tensor<T, D>& x, const PoolSize& kernel_size, const PoolSize& stride = {},
-                        const PoolSize& padding = 0, bool ceil_mode = false, bool count_include_pad = true) {
+template <Floating T, Device D> Tensor<T, D> avg_pool3d(const Tensor<T, D>& x, const PoolSize& kernel_size,
+                                                        const PoolSize& stride = {}, const PoolSize& padding = 0,
+                                                        bool ceil_mode = false, bool count_include_pad = true) {
   return detail::avg_pool_op("avg_pool3d", 3, x, kernel_size, stride, padding, ceil_mode, count_include_pad);
 }
 
@@ -251,39 +249,33 @@ Tensor<T, D> avg_pool3d(const Tensor<T, D>& x, const PoolSize& kernel_size, cons
 /// Output o along a spatial dim of extent in pools input bin [⌊o·in/out⌋, ⌈(o+1)·in/out⌉)
 /// (PyTorch's bins; out may exceed in, bins then repeat). x: (B, C, in...), any strides;
 /// y: (B, C, output_size...). Checks: rank, output_size > 0, in > 0.
-template <Floating T, Device D>
-Tensor<T, D> adaptive_avg_pool1d(const Tensor<T, D>& x, const PoolSize& output_size) {
+template <Floating T, Device D> Tensor<T, D> adaptive_avg_pool1d(const Tensor<T, D>& x, const PoolSize& output_size) {
   detail::check_defined(x, "adaptive_avg_pool1d");
   return detail::avg_pool_nd("adaptive_avg_pool1d", x,
                              detail::pool_adaptive_geometry("adaptive_avg_pool1d", x.shape(), 1, output_size));
 }
-template <Floating T, Device D>
-Tensor<T, D> adaptive_avg_pool2d(const Tensor<T, D>& x, const PoolSize& output_size) {
+template <Floating T, Device D> Tensor<T, D> adaptive_avg_pool2d(const Tensor<T, D>& x, const PoolSize& output_size) {
   detail::check_defined(x, "adaptive_avg_pool2d");
   return detail::avg_pool_nd("adaptive_avg_pool2d", x,
                              detail::pool_adaptive_geometry("adaptive_avg_pool2d", x.shape(), 2, output_size));
 }
-template <Floating T, Device D>
-Tensor<T, D> adaptive_avg_pool3d(const Tensor<T, D>& x, const PoolSize& output_size) {
+template <Floating T, Device D> Tensor<T, D> adaptive_avg_pool3d(const Tensor<T, D>& x, const PoolSize& output_size) {
   detail::check_defined(x, "adaptive_avg_pool3d");
   return detail::avg_pool_nd("adaptive_avg_pool3d", x,
                              detail::pool_adaptive_geometry("adaptive_avg_pool3d", x.shape(), 3, output_size));
 }
 /// As adaptive_avg_pool, with the max of each bin; backward routes g to the bin's argmax.
-template <Floating T, Device D>
-Tensor<T, D> adaptive_max_pool1d(const Tensor<T, D>& x, const PoolSize& output_size) {
+template <Floating T, Device D> Tensor<T, D> adaptive_max_pool1d(const Tensor<T, D>& x, const PoolSize& output_size) {
   detail::check_defined(x, "adaptive_max_pool1d");
   return detail::max_pool_nd("adaptive_max_pool1d", x,
                              detail::pool_adaptive_geometry("adaptive_max_pool1d", x.shape(), 1, output_size));
 }
-template <Floating T, Device D>
-Tensor<T, D> adaptive_max_pool2d(const Tensor<T, D>& x, const PoolSize& output_size) {
+template <Floating T, Device D> Tensor<T, D> adaptive_max_pool2d(const Tensor<T, D>& x, const PoolSize& output_size) {
   detail::check_defined(x, "adaptive_max_pool2d");
   return detail::max_pool_nd("adaptive_max_pool2d", x,
                              detail::pool_adaptive_geometry("adaptive_max_pool2d", x.shape(), 2, output_size));
 }
-template <Floating T, Device D>
-Tensor<T, D> adaptive_max_pool3d(const Tensor<T, D>& x, const PoolSize& output_size) {
+template <Floating T, Device D> Tensor<T, D> adaptive_max_pool3d(const Tensor<T, D>& x, const PoolSize& output_size) {
   detail::check_defined(x, "adaptive_max_pool3d");
   return detail::max_pool_nd("adaptive_max_pool3d", x,
                              detail::pool_adaptive_geometry("adaptive_max_pool3d", x.shape(), 3, output_size));
@@ -292,8 +284,7 @@ Tensor<T, D> adaptive_max_pool3d(const Tensor<T, D>& x, const PoolSize& output_s
 // ---- global pooling ----------------------------------------------------------------
 /// Mean over every spatial dim. x: (B, C, ...) with at least one non-empty spatial
 /// dim, any strides; y: (B, C). Backward: dx = g / (spatial size), broadcast.
-template <Floating T, Device D>
-Tensor<T, D> global_avg_pool(const Tensor<T, D>& x) {
+template <Floating T, Device D> Tensor<T, D> global_avg_pool(const Tensor<T, D>& x) {
   detail::check_defined(x, "global_avg_pool");
   AVGRAD_CHECK(x.dim() >= 3, "global_avg_pool", "expected an input (B, C, ...) with spatial dims, got shape ",
                x.shape());
@@ -307,8 +298,7 @@ Tensor<T, D> global_avg_pool(const Tensor<T, D>& x) {
 
 /// Max over every spatial dim. x: (B, C, ...) with non-empty spatial dims, any
 /// strides; y: (B, C). Backward: g goes to the first maximum of each (b, c) plane.
-template <Floating T, Device D>
-Tensor<T, D> global_max_pool(const Tensor<T, D>& x) {
+template <Floating T, Device D> Tensor<T, D> global_max_pool(const Tensor<T, D>& x) {
   const char* op = "global_max_pool";
   detail::check_defined(x, op);
   AVGRAD_CHECK(x.dim() >= 3, op, "expected an input (B, C, ...) with spatial dims, got shape ", x.shape());

@@ -22,18 +22,17 @@ Tensor<T, D> expand_reduced(const Tensor<T, D>& g, const Shape& in, const std::v
   return g.reshape(kept).expand(in);
 }
 
-template <Element T>
-Tensor<T, Cpu> sum_kernel(const Tensor<T, Cpu>& x, const std::vector<int>& axes, bool keepdim) {
+template <Element T> Tensor<T, Cpu> sum_kernel(const Tensor<T, Cpu>& x, const std::vector<int>& axes, bool keepdim) {
   using A = acc_t<T>;
-  return reduce<T, A>(x, axes, keepdim, A(0), [](T v) { return static_cast<A>(v); }, [](A a, A b) { return a + b; },
-                      [](A a) { return static_cast<T>(a); });
+  return reduce<T, A>(
+      x, axes, keepdim, A(0), [](T v) { return static_cast<A>(v); }, [](A a, A b) { return a + b; },
+      [](A a) { return static_cast<T>(a); });
 }
 
 }  // namespace detail
 
 /// Sum over `axes` (all when empty). x: any shape; out: reduced shape.
-template <Floating T, Device D>
-Tensor<T, D> sum(const Tensor<T, D>& x, const Axes& axes = {}, bool keepdim = false) {
+template <Floating T, Device D> Tensor<T, D> sum(const Tensor<T, D>& x, const Axes& axes = {}, bool keepdim = false) {
   detail::check_defined(x, "sum");
   auto ax = detail::normalize_axes(axes, x.dim(), "sum");
   auto y = detail::sum_kernel(x, ax, keepdim);
@@ -45,8 +44,7 @@ Tensor<T, D> sum(const Tensor<T, D>& x, const Axes& axes = {}, bool keepdim = fa
 }
 
 /// Mean over `axes` (all when empty).
-template <Floating T, Device D>
-Tensor<T, D> mean(const Tensor<T, D>& x, const Axes& axes = {}, bool keepdim = false) {
+template <Floating T, Device D> Tensor<T, D> mean(const Tensor<T, D>& x, const Axes& axes = {}, bool keepdim = false) {
   detail::check_defined(x, "mean");
   auto ax = detail::normalize_axes(axes, x.dim(), "mean");
   std::int64_t n = 1;
@@ -82,29 +80,27 @@ Tensor<T, D> extreme(const char* name, const Tensor<T, D>& x, const Axes& axes, 
   return autograd::record<T, D>(name, y, {x}, [=](const Tensor<T, D>& g, const std::vector<bool>&) {
     const auto& xv = sx.get(name);
     auto yb = expand_reduced(sy.get(name), in, ax);
-    auto hit = map<T>(xv, yb, [](T a, T b) { return a == b ? T(1) : T(0); }, name);
+    auto hit = map<T>(
+        xv, yb, [](T a, T b) { return a == b ? T(1) : T(0); }, name);
     auto count = expand_reduced(sum_kernel(hit, ax, true), in, ax);
     auto gb = expand_reduced(g, in, ax);
-    return autograd::Grads<T, D>{map<T>(hit, count, gb, [](T h, T c, T gg) { return h * gg / c; }, name)};
+    return autograd::Grads<T, D>{map<T>(
+        hit, count, gb, [](T h, T c, T gg) { return h * gg / c; }, name)};
   });
 }
 }  // namespace detail
 
 /// Maximum / minimum values over `axes` (all when empty).
-template <Floating T, Device D>
-Tensor<T, D> amax(const Tensor<T, D>& x, const Axes& axes = {}, bool keepdim = false) {
+template <Floating T, Device D> Tensor<T, D> amax(const Tensor<T, D>& x, const Axes& axes = {}, bool keepdim = false) {
   return detail::extreme<T, D, true>("amax", x, axes, keepdim);
 }
-template <Floating T, Device D>
-Tensor<T, D> amin(const Tensor<T, D>& x, const Axes& axes = {}, bool keepdim = false) {
+template <Floating T, Device D> Tensor<T, D> amin(const Tensor<T, D>& x, const Axes& axes = {}, bool keepdim = false) {
   return detail::extreme<T, D, false>("amin", x, axes, keepdim);
 }
-template <Floating T, Device D>
-Tensor<T, D> max(const Tensor<T, D>& x, const Axes& axes = {}, bool keepdim = false) {
+template <Floating T, Device D> Tensor<T, D> max(const Tensor<T, D>& x, const Axes& axes = {}, bool keepdim = false) {
   return amax(x, axes, keepdim);
 }
-template <Floating T, Device D>
-Tensor<T, D> min(const Tensor<T, D>& x, const Axes& axes = {}, bool keepdim = false) {
+template <Floating T, Device D> Tensor<T, D> min(const Tensor<T, D>& x, const Axes& axes = {}, bool keepdim = false) {
   return amin(x, axes, keepdim);
 }
 
@@ -137,7 +133,10 @@ Tensor<std::int64_t, Cpu> arg_extreme(const char* name, const Tensor<T, Cpu>& x,
       T v = p[k * stride], b = p[best * stride];
       if constexpr (Floating<T>) {
         if (std::isnan(b)) break;
-        if (std::isnan(v)) { best = k; break; }
+        if (std::isnan(v)) {
+          best = k;
+          break;
+        }
       }
       if (Max ? v > b : v < b) best = k;
     }
@@ -220,8 +219,7 @@ Tensor<T, D> norm(const Tensor<T, D>& x, double p = 2.0, const Axes& axes = {}, 
 
 namespace detail {
 /// Inclusive prefix sum along axis `a` (reverse = suffix sum), fresh contiguous output.
-template <Element T>
-Tensor<T, Cpu> cumsum_kernel(const Tensor<T, Cpu>& x, int a, bool reverse) {
+template <Element T> Tensor<T, Cpu> cumsum_kernel(const Tensor<T, Cpu>& x, int a, bool reverse) {
   auto out = Tensor<T, Cpu>::empty(x.shape());
   const std::int64_t n = x.shape()[a];
   Shape lines = x.shape();
@@ -248,8 +246,7 @@ Tensor<T, Cpu> cumsum_kernel(const Tensor<T, Cpu>& x, int a, bool reverse) {
 }  // namespace detail
 
 /// Inclusive cumulative sum along `axis`.
-template <Floating T, Device D>
-Tensor<T, D> cumsum(const Tensor<T, D>& x, std::int64_t axis) {
+template <Floating T, Device D> Tensor<T, D> cumsum(const Tensor<T, D>& x, std::int64_t axis) {
   detail::check_defined(x, "cumsum");
   const int a = normalize_axis(axis, x.dim(), "cumsum");
   auto y = detail::cumsum_kernel(x, a, false);
@@ -265,9 +262,8 @@ namespace avgrad {
 
 /// True when |a − b| ≤ atol + rtol·|b| everywhere (shapes broadcast, as numpy.allclose);
 /// NaNs compare unequal unless equal_nan.
-template <Floating T, Device D>
-bool allclose(const Tensor<T, D>& a, const Tensor<T, D>& b, double rtol = 1e-5, double atol = 1e-8,
-              bool equal_nan = false) {
+template <Floating T, Device D> bool allclose(const Tensor<T, D>& a, const Tensor<T, D>& b, double rtol = 1e-5,
+                                              double atol = 1e-8, bool equal_nan = false) {
   detail::check_defined(a, "allclose");
   detail::check_defined(b, "allclose");
   NoGradGuard ng;
@@ -276,7 +272,8 @@ bool allclose(const Tensor<T, D>& a, const Tensor<T, D>& b, double rtol = 1e-5, 
       [=](T x, T y) {
         if (std::isnan(x) || std::isnan(y)) return !(equal_nan && std::isnan(x) && std::isnan(y));
         if (x == y) return false;  // equal infinities
-        return !(std::abs(static_cast<double>(x) - static_cast<double>(y)) <= atol + rtol * std::abs(static_cast<double>(y)));
+        return !(std::abs(static_cast<double>(x) - static_cast<double>(y)) <=
+                 atol + rtol * std::abs(static_cast<double>(y)));
       },
       "allclose");
   for (bool v : bad.to_vector())
@@ -285,8 +282,7 @@ bool allclose(const Tensor<T, D>& a, const Tensor<T, D>& b, double rtol = 1e-5, 
 }
 
 /// True when every element is finite.
-template <Floating T, Device D>
-bool all_finite(const Tensor<T, D>& x) {
+template <Floating T, Device D> bool all_finite(const Tensor<T, D>& x) {
   detail::check_defined(x, "all_finite");
   auto n = detail::reduce<std::int64_t, std::int64_t>(
       x, detail::normalize_axes({}, x.dim(), "all_finite"), false, std::int64_t{0},
@@ -297,14 +293,13 @@ bool all_finite(const Tensor<T, D>& x) {
 
 /// Throws avgrad::Error naming `what` and the first non-finite element's index
 /// when x holds NaN or ±inf (inputs to attacks, losses, data files).
-template <Floating T>
-void check_finite(const Tensor<T, Cpu>& x, const std::string& what) {
+template <Floating T> void check_finite(const Tensor<T, Cpu>& x, const std::string& what) {
   if (all_finite(x)) return;
   auto v = x.to_vector();
   for (std::size_t i = 0; i < v.size(); ++i)
     if (!std::isfinite(v[i]))
-      throw Error(what, detail::concat("non-finite value ", v[i], " at flat index ", i, " of tensor of shape ",
-                                       x.shape()));
+      throw Error(what,
+                  detail::concat("non-finite value ", v[i], " at flat index ", i, " of tensor of shape ", x.shape()));
 }
 
 }  // namespace avgrad

@@ -35,13 +35,11 @@ inline bool parallel_lines(std::int64_t work) { return work >= cpu::kParallelGra
 /// out as IEEE arithmetic says rather than as a spurious NaN from inf − inf.
 /// Keeping the two apart lets callers form x − shift − log_sum without rounding
 /// a large shift into the small log_sum.
-template <Floating T>
-struct LineLse {
+template <Floating T> struct LineLse {
   T shift;
   T log_sum;
 };
-template <Floating T>
-LineLse<T> line_logsumexp(const T* p, std::int64_t n, std::int64_t s) {
+template <Floating T> LineLse<T> line_logsumexp(const T* p, std::int64_t n, std::int64_t s) {
   T m = -std::numeric_limits<T>::infinity();
   for (std::int64_t k = 0; k < n; ++k) m = std::max(m, p[k * s]);  // NaN skipped here, caught by the sum
   const T shift = std::isfinite(m) ? m : T(0);
@@ -51,8 +49,7 @@ LineLse<T> line_logsumexp(const T* p, std::int64_t n, std::int64_t s) {
 }
 
 /// y = softmax(x) or log_softmax(x) along axis a; x any strides, y fresh contiguous.
-template <Floating T>
-Tensor<T, Cpu> softmax_forward(const Tensor<T, Cpu>& x, int a, bool log_space) {
+template <Floating T> Tensor<T, Cpu> softmax_forward(const Tensor<T, Cpu>& x, int a, bool log_space) {
   auto y = Tensor<T, Cpu>::empty(x.shape());
   const std::int64_t n = x.shape()[a], xs = x.strides()[a], ys = y.strides()[a];
   const auto xo = line_offsets(x.shape(), x.strides(), a);
@@ -133,15 +130,13 @@ Tensor<T, D> softmax_op(const char* name, const Tensor<T, D>& x, std::int64_t ax
 /// y_i = e^{x_i} / Σ_j e^{x_j} along `axis` (default last). x: any shape, any
 /// strides; y: x's shape, contiguous. Lines whose max is finite are shifted by
 /// it (no overflow); NaN in a line makes that line NaN. Rank 0 gives 1.
-template <Floating T, Device D>
-Tensor<T, D> softmax(const Tensor<T, D>& x, std::int64_t axis = -1) {
+template <Floating T, Device D> Tensor<T, D> softmax(const Tensor<T, D>& x, std::int64_t axis = -1) {
   return detail::softmax_op("softmax", x, axis, false);
 }
 
 /// y_i = x_i − log Σ_j e^{x_j} along `axis` (default last), computed with the
 /// max shift, so large or very negative logits give finite log-probabilities.
-template <Floating T, Device D>
-Tensor<T, D> log_softmax(const Tensor<T, D>& x, std::int64_t axis = -1) {
+template <Floating T, Device D> Tensor<T, D> log_softmax(const Tensor<T, D>& x, std::int64_t axis = -1) {
   return detail::softmax_op("log_softmax", x, axis, true);
 }
 

@@ -148,17 +148,39 @@ struct Cos {
 }  // namespace fn
 
 // y = f(x) elementwise; x: any shape, any strides; y: same shape, contiguous.
-template <Floating T, Device D> Tensor<T, D> neg(const Tensor<T, D>& x) { return detail::unary_op("neg", x, fn::Neg{}); }
-template <Floating T, Device D> Tensor<T, D> abs(const Tensor<T, D>& x) { return detail::unary_op("abs", x, fn::Abs{}); }
-template <Floating T, Device D> Tensor<T, D> sign(const Tensor<T, D>& x) { return detail::unary_op("sign", x, fn::Sign{}); }
-template <Floating T, Device D> Tensor<T, D> exp(const Tensor<T, D>& x) { return detail::unary_op("exp", x, fn::Exp{}); }
-template <Floating T, Device D> Tensor<T, D> log(const Tensor<T, D>& x) { return detail::unary_op("log", x, fn::Log{}); }
-template <Floating T, Device D> Tensor<T, D> log1p(const Tensor<T, D>& x) { return detail::unary_op("log1p", x, fn::Log1p{}); }
-template <Floating T, Device D> Tensor<T, D> sqrt(const Tensor<T, D>& x) { return detail::unary_op("sqrt", x, fn::Sqrt{}); }
-template <Floating T, Device D> Tensor<T, D> rsqrt(const Tensor<T, D>& x) { return detail::unary_op("rsqrt", x, fn::Rsqrt{}); }
-template <Floating T, Device D> Tensor<T, D> square(const Tensor<T, D>& x) { return detail::unary_op("square", x, fn::Square{}); }
-template <Floating T, Device D> Tensor<T, D> pow(const Tensor<T, D>& x, double p) { return detail::unary_op("pow", x, fn::PowScalar{p}); }
-template <Floating T, Device D> Tensor<T, D> relu(const Tensor<T, D>& x) { return detail::unary_op("relu", x, fn::Relu{}); }
+template <Floating T, Device D> Tensor<T, D> neg(const Tensor<T, D>& x) {
+  return detail::unary_op("neg", x, fn::Neg{});
+}
+template <Floating T, Device D> Tensor<T, D> abs(const Tensor<T, D>& x) {
+  return detail::unary_op("abs", x, fn::Abs{});
+}
+template <Floating T, Device D> Tensor<T, D> sign(const Tensor<T, D>& x) {
+  return detail::unary_op("sign", x, fn::Sign{});
+}
+template <Floating T, Device D> Tensor<T, D> exp(const Tensor<T, D>& x) {
+  return detail::unary_op("exp", x, fn::Exp{});
+}
+template <Floating T, Device D> Tensor<T, D> log(const Tensor<T, D>& x) {
+  return detail::unary_op("log", x, fn::Log{});
+}
+template <Floating T, Device D> Tensor<T, D> log1p(const Tensor<T, D>& x) {
+  return detail::unary_op("log1p", x, fn::Log1p{});
+}
+template <Floating T, Device D> Tensor<T, D> sqrt(const Tensor<T, D>& x) {
+  return detail::unary_op("sqrt", x, fn::Sqrt{});
+}
+template <Floating T, Device D> Tensor<T, D> rsqrt(const Tensor<T, D>& x) {
+  return detail::unary_op("rsqrt", x, fn::Rsqrt{});
+}
+template <Floating T, Device D> Tensor<T, D> square(const Tensor<T, D>& x) {
+  return detail::unary_op("square", x, fn::Square{});
+}
+template <Floating T, Device D> Tensor<T, D> pow(const Tensor<T, D>& x, double p) {
+  return detail::unary_op("pow", x, fn::PowScalar{p});
+}
+template <Floating T, Device D> Tensor<T, D> relu(const Tensor<T, D>& x) {
+  return detail::unary_op("relu", x, fn::Relu{});
+}
 template <Floating T, Device D> Tensor<T, D> leaky_relu(const Tensor<T, D>& x, double slope = 0.01) {
   return detail::unary_op("leaky_relu", x, fn::LeakyRelu{slope});
 }
@@ -170,10 +192,17 @@ template <Floating T, Device D> Tensor<T, D> gelu(const Tensor<T, D>& x, GeluApp
   return approx == GeluApprox::none ? detail::unary_op("gelu", x, fn::GeluErf{})
                                     : detail::unary_op("gelu_tanh", x, fn::GeluTanh{});
 }
-template <Floating T, Device D> Tensor<T, D> silu(const Tensor<T, D>& x) { return detail::unary_op("silu", x, fn::Silu{}); }
-template <Floating T, Device D> Tensor<T, D> sigmoid(const Tensor<T, D>& x) { return detail::unary_op("sigmoid", x, fn::Sigmoid{}); }
-template <Floating T, Device D> Tensor<T, D> tanh(const Tensor<T, D>& x) { return detail::unary_op("tanh", x, fn::Tanh{}); }
-template <Floating T, Device D> Tensor<T, D> softplus(const Tensor<T, D>& x, double beta = 1.0, double threshold = 20.0) {
+template <Floating T, Device D> Tensor<T, D> silu(const Tensor<T, D>& x) {
+  return detail::unary_op("silu", x, fn::Silu{});
+}
+template <Floating T, Device D> Tensor<T, D> sigmoid(const Tensor<T, D>& x) {
+  return detail::unary_op("sigmoid", x, fn::Sigmoid{});
+}
+template <Floating T, Device D> Tensor<T, D> tanh(const Tensor<T, D>& x) {
+  return detail::unary_op("tanh", x, fn::Tanh{});
+}
+template <Floating T, Device D>
+Tensor<T, D> softplus(const Tensor<T, D>& x, double beta = 1.0, double threshold = 20.0) {
   AVGRAD_CHECK(beta > 0, "softplus", "beta must be positive, got ", beta);
   return detail::unary_op("softplus", x, fn::Softplus{beta, threshold});
 }
@@ -182,8 +211,12 @@ template <Floating T, Device D> Tensor<T, D> clamp(const Tensor<T, D>& x, double
   AVGRAD_CHECK(!(lo > hi), "clamp", "lower bound ", lo, " exceeds upper bound ", hi);
   return detail::unary_op("clamp", x, fn::Clamp{lo, hi});
 }
-template <Floating T, Device D> Tensor<T, D> sin(const Tensor<T, D>& x) { return detail::unary_op("sin", x, fn::Sin{}); }
-template <Floating T, Device D> Tensor<T, D> cos(const Tensor<T, D>& x) { return detail::unary_op("cos", x, fn::Cos{}); }
+template <Floating T, Device D> Tensor<T, D> sin(const Tensor<T, D>& x) {
+  return detail::unary_op("sin", x, fn::Sin{});
+}
+template <Floating T, Device D> Tensor<T, D> cos(const Tensor<T, D>& x) {
+  return detail::unary_op("cos", x, fn::Cos{});
+}
 
 template <Floating T, Device D> Tensor<T, D> operator-(const Tensor<T, D>& x) { return neg(x); }
 

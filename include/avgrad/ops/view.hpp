@@ -29,8 +29,7 @@ inline Shape infer_shape(const Shape& requested, std::int64_t numel, const char*
     }
   }
   if (infer >= 0) {
-    AVGRAD_CHECK(known != 0 && numel % known == 0, op, "cannot infer -1 in ", requested, " for ", numel,
-                 " elements");
+    AVGRAD_CHECK(known != 0 && numel % known == 0, op, "cannot infer -1 in ", requested, " for ", numel, " elements");
     s[infer] = numel / known;
   }
   AVGRAD_CHECK(s.numel() == numel, op, "shape ", requested, " is invalid for input of ", numel, " elements");
@@ -76,17 +75,16 @@ template <Element T, Device D, class F>
 Tensor<T, D> record_view(const char* name, Tensor<T, D> out, const Tensor<T, D>& x, F&& backward) {
   if constexpr (Floating<T>) {
     if (autograd::any_requires_grad<T, D>({&x}))
-      return autograd::record<T, D>(name, out, {x}, [bw = std::forward<F>(backward)](const Tensor<T, D>& g,
-                                                                                     const std::vector<bool>&) {
-        return autograd::Grads<T, D>{bw(g)};
-      });
+      return autograd::record<T, D>(name, out, {x},
+                                    [bw = std::forward<F>(backward)](const Tensor<T, D>& g, const std::vector<bool>&) {
+                                      return autograd::Grads<T, D>{bw(g)};
+                                    });
   }
   return out;
 }
 
 /// A copy of x into a fresh contiguous tensor (no recording).
-template <Element T>
-Tensor<T, Cpu> copy_contiguous(const Tensor<T, Cpu>& x) {
+template <Element T> Tensor<T, Cpu> copy_contiguous(const Tensor<T, Cpu>& x) {
   return map<T>(x, [](T v) { return v; });
 }
 
@@ -96,25 +94,24 @@ template <Floating T, Device D, class MakeView>
 Tensor<T, D> scatter_into_zeros(const Tensor<T, D>& g, const Shape& shape, MakeView make) {
   auto z = zeros<T, D>(shape);
   auto v = make(z);
-  map_into(v, g, [](T a) { return a; }, "view backward");
+  map_into(
+      v, g, [](T a) { return a; }, "view backward");
   return z;
 }
 
 }  // namespace detail
 
-template <Element T, Device D>
-Tensor<T, D> Tensor<T, D>::view(const Shape& requested) const {
+template <Element T, Device D> Tensor<T, D> Tensor<T, D>::view(const Shape& requested) const {
   Shape s = detail::infer_shape(requested, numel(), "view");
   auto st = detail::view_strides(shape(), strides(), s);
-  AVGRAD_CHECK(st.has_value(), "view", "shape ", s, " is not compatible with the strides ", strides(),
-               " of input ", shape(), "; use reshape() (which copies when needed)");
+  AVGRAD_CHECK(st.has_value(), "view", "shape ", s, " is not compatible with the strides ", strides(), " of input ",
+               shape(), "; use reshape() (which copies when needed)");
   Shape in = shape();
   return detail::record_view("view", detail::make_view(*this, s, *st, offset()), *this,
                              [in](const auto& g) { return g.reshape(in); });
 }
 
-template <Element T, Device D>
-Tensor<T, D> Tensor<T, D>::reshape(const Shape& requested) const {
+template <Element T, Device D> Tensor<T, D> Tensor<T, D>::reshape(const Shape& requested) const {
   Shape s = detail::infer_shape(requested, numel(), "reshape");
   if (auto st = detail::view_strides(shape(), strides(), s)) {
     Shape in = shape();
@@ -124,8 +121,7 @@ Tensor<T, D> Tensor<T, D>::reshape(const Shape& requested) const {
   return contiguous().view(s);
 }
 
-template <Element T, Device D>
-Tensor<T, D> Tensor<T, D>::permute(const Shape& order) const {
+template <Element T, Device D> Tensor<T, D> Tensor<T, D>::permute(const Shape& order) const {
   const int r = dim();
   AVGRAD_CHECK(order.rank() == r, "permute", "order ", order, " has ", order.rank(), " entries for rank ", r);
   Shape s, st, inverse = Shape::filled(r, 0);
@@ -142,8 +138,7 @@ Tensor<T, D> Tensor<T, D>::permute(const Shape& order) const {
                              [inverse](const auto& g) { return g.permute(inverse); });
 }
 
-template <Element T, Device D>
-Tensor<T, D> Tensor<T, D>::transpose(std::int64_t a, std::int64_t b) const {
+template <Element T, Device D> Tensor<T, D> Tensor<T, D>::transpose(std::int64_t a, std::int64_t b) const {
   const int r = dim();
   int ia = normalize_axis(a, r, "transpose"), ib = normalize_axis(b, r, "transpose");
   Shape order = Shape::filled(r, 0);
@@ -152,8 +147,7 @@ Tensor<T, D> Tensor<T, D>::transpose(std::int64_t a, std::int64_t b) const {
   return permute(order);
 }
 
-template <Element T, Device D>
-Tensor<T, D> Tensor<T, D>::t() const {
+template <Element T, Device D> Tensor<T, D> Tensor<T, D>::t() const {
   AVGRAD_CHECK(dim() == 2, "t", "expects a 2-D tensor, got shape ", shape());
   return transpose(0, 1);
 }
@@ -187,12 +181,10 @@ Tensor<T, D> Tensor<T, D>::narrow(std::int64_t axis, std::int64_t start, std::in
   return slice(a, start, start + length);
 }
 
-template <Element T, Device D>
-Tensor<T, D> Tensor<T, D>::select(std::int64_t axis, std::int64_t index) const {
+template <Element T, Device D> Tensor<T, D> Tensor<T, D>::select(std::int64_t axis, std::int64_t index) const {
   const int a = normalize_axis(axis, dim(), "select");
   const std::int64_t n = shape()[a];
-  AVGRAD_CHECK(index >= -n && index < n, "select", "index ", index, " out of range for dim ", a, " of shape ",
-               shape());
+  AVGRAD_CHECK(index >= -n && index < n, "select", "index ", index, " out of range for dim ", a, " of shape ", shape());
   if (index < 0) index += n;
   Shape s = shape(), st = strides();
   s.erase(a);
@@ -204,8 +196,7 @@ Tensor<T, D> Tensor<T, D>::select(std::int64_t axis, std::int64_t index) const {
   });
 }
 
-template <Element T, Device D>
-Tensor<T, D> Tensor<T, D>::expand(const Shape& target) const {
+template <Element T, Device D> Tensor<T, D> Tensor<T, D>::expand(const Shape& target) const {
   AVGRAD_CHECK(target.rank() >= dim(), "expand", "cannot expand shape ", shape(), " to fewer dims ", target);
   Shape s = target;
   const int lead = target.rank() - dim();
@@ -221,16 +212,14 @@ Tensor<T, D> Tensor<T, D>::expand(const Shape& target) const {
                              [in](const auto& g) { return detail::sum_to(g, in); });
 }
 
-template <Element T, Device D>
-Tensor<T, D> Tensor<T, D>::squeeze() const {
+template <Element T, Device D> Tensor<T, D> Tensor<T, D>::squeeze() const {
   Shape s;
   for (auto d : shape())
     if (d != 1) s.push_back(d);
   return reshape(s);
 }
 
-template <Element T, Device D>
-Tensor<T, D> Tensor<T, D>::squeeze(std::int64_t axis) const {
+template <Element T, Device D> Tensor<T, D> Tensor<T, D>::squeeze(std::int64_t axis) const {
   const int a = normalize_axis(axis, dim(), "squeeze");
   if (shape()[a] != 1) return *this;
   Shape s = shape();
@@ -238,16 +227,14 @@ Tensor<T, D> Tensor<T, D>::squeeze(std::int64_t axis) const {
   return reshape(s);
 }
 
-template <Element T, Device D>
-Tensor<T, D> Tensor<T, D>::unsqueeze(std::int64_t axis) const {
+template <Element T, Device D> Tensor<T, D> Tensor<T, D>::unsqueeze(std::int64_t axis) const {
   const int a = normalize_axis(axis, dim() + 1, "unsqueeze");
   Shape s = shape();
   s.insert(a, 1);
   return reshape(s);
 }
 
-template <Element T, Device D>
-Tensor<T, D> Tensor<T, D>::flatten(std::int64_t start, std::int64_t end) const {
+template <Element T, Device D> Tensor<T, D> Tensor<T, D>::flatten(std::int64_t start, std::int64_t end) const {
   if (dim() == 0) return reshape(Shape{1});
   const int a = normalize_axis(start, dim(), "flatten"), b = normalize_axis(end, dim(), "flatten");
   AVGRAD_CHECK(a <= b, "flatten", "start dim ", a, " after end dim ", b);
@@ -260,22 +247,19 @@ Tensor<T, D> Tensor<T, D>::flatten(std::int64_t start, std::int64_t end) const {
   return reshape(s);
 }
 
-template <Element T, Device D>
-Tensor<T, D> Tensor<T, D>::contiguous() const {
+template <Element T, Device D> Tensor<T, D> Tensor<T, D>::contiguous() const {
   if (is_contiguous()) return *this;
   return clone();
 }
 
-template <Element T, Device D>
-Tensor<T, D> Tensor<T, D>::clone() const {
+template <Element T, Device D> Tensor<T, D> Tensor<T, D>::clone() const {
   auto out = detail::copy_contiguous(*this);
   return detail::record_view("clone", out, *this, [](const auto& g) { return g; });
 }
 
 namespace autograd {
 /// Backward of a dtype cast: converts the gradient back to the input's type.
-template <Floating U, Floating T, Device D>
-class CastNode final : public TypedNode<U, D> {
+template <Floating U, Floating T, Device D> class CastNode final : public TypedNode<U, D> {
  public:
   explicit CastNode(Shape s) : TypedNode<U, D>(s) {}
   std::string_view name() const override { return "to"; }
@@ -287,9 +271,7 @@ class CastNode final : public TypedNode<U, D> {
 };
 }  // namespace autograd
 
-template <Element T, Device D>
-template <Element U>
-Tensor<U, D> Tensor<T, D>::to() const {
+template <Element T, Device D> template <Element U> Tensor<U, D> Tensor<T, D>::to() const {
   if constexpr (std::same_as<T, U>) {
     return *this;
   } else {

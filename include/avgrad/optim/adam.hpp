@@ -14,8 +14,7 @@ namespace avgrad::fn {
 ///   m = β1·m + (1 − β1)·g;   v = β2·v + (1 − β2)·g·g;   (AMSGrad: v̂ = max(v̂, v), used for v)
 ///   p = p − (lr / (1 − β1^t)) · m / (√v / √(1 − β2^t) + eps).
 /// The five-argument form is AMSGrad (v̂ is the extra buffer).
-template <class T>
-struct AdamUpdate {
+template <class T> struct AdamUpdate {
   T beta1, beta2, one_minus_beta1, one_minus_beta2;
   T l2;     ///< Adam's weight decay (0 for AdamW)
   T decay;  ///< AdamW's factor 1 − lr·wd
@@ -75,8 +74,7 @@ namespace detail {
 /// "exp_avg", "exp_avg_sq" and, with amsgrad, "max_exp_avg_sq"; the step count is
 /// per parameter (a skipped parameter's bias correction does not advance).
 /// Options: lr >= 0, β1, β2 in [0, 1), eps >= 0, weight_decay >= 0.
-template <Floating T, Device D, bool Decoupled>
-class AdamFamily : public Optimizer<T, D> {
+template <Floating T, Device D, bool Decoupled> class AdamFamily : public Optimizer<T, D> {
  public:
   using Base = Optimizer<T, D>;
 
@@ -87,8 +85,8 @@ class AdamFamily : public Optimizer<T, D> {
 
   static constexpr const char* kName = Decoupled ? "AdamW" : "Adam";
 
-  template <class Options>
-  explicit AdamFamily(const Options& o) : Base(kName, defaults(o), {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"}) {}
+  template <class Options> explicit AdamFamily(const Options& o)
+      : Base(kName, defaults(o), {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"}) {}
 
   void check_options(const GroupOptions& g, std::size_t i) const override {
     check_nonnegative(kName, "learning rate", *g.lr, i);
@@ -123,8 +121,7 @@ class AdamFamily : public Optimizer<T, D> {
   }
 
  private:
-  template <class Options>
-  static GroupOptions defaults(const Options& o) {
+  template <class Options> static GroupOptions defaults(const Options& o) {
     GroupOptions g;
     g.lr = o.lr;
     g.weight_decay = o.weight_decay;
@@ -139,8 +136,7 @@ class AdamFamily : public Optimizer<T, D> {
 }  // namespace detail
 
 /// torch.optim.Adam: weight decay as L2 added to the gradient.
-template <Floating T, Device D = Cpu>
-class Adam final : public detail::AdamFamily<T, D, false> {
+template <Floating T, Device D = Cpu> class Adam final : public detail::AdamFamily<T, D, false> {
  public:
   explicit Adam(const std::vector<Tensor<T, D>>& params, AdamOptions o = {}) : detail::AdamFamily<T, D, false>(o) {
     this->init(detail::one_group(params));
@@ -154,8 +150,7 @@ class Adam final : public detail::AdamFamily<T, D, false> {
 };
 
 /// torch.optim.AdamW: decoupled weight decay, p ← p·(1 − lr·wd) before the Adam step.
-template <Floating T, Device D = Cpu>
-class AdamW final : public detail::AdamFamily<T, D, true> {
+template <Floating T, Device D = Cpu> class AdamW final : public detail::AdamFamily<T, D, true> {
  public:
   explicit AdamW(const std::vector<Tensor<T, D>>& params, AdamWOptions o = {}) : detail::AdamFamily<T, D, true>(o) {
     this->init(detail::one_group(params));

@@ -22,8 +22,7 @@ namespace detail {
 /// Σ|g|^p (p finite) or max|g| (p = ∞) of one gradient, in double. NaN propagates.
 /// Large contiguous gradients are summed in fixed chunks (parallel) merged in order,
 /// so the value does not depend on the thread count.
-template <Floating T>
-double grad_norm_power(const Tensor<T, Cpu>& g, double p) {
+template <Floating T> double grad_norm_power(const Tensor<T, Cpu>& g, double p) {
   const bool inf = std::isinf(p);
   auto load = [p, inf](T v) -> double {
     const double a = std::abs(static_cast<double>(v));
@@ -58,8 +57,7 @@ double grad_norm_power(const Tensor<T, Cpu>& g, double p) {
 }
 
 /// g ← g·k in place; a broadcast (stride-0) gradient is first replaced by a copy.
-template <Floating T, Device D, class F>
-void rewrite_grad(Tensor<T, D>& param, F f) {
+template <Floating T, Device D, class F> void rewrite_grad(Tensor<T, D>& param, F f) {
   Tensor<T, D> g = param.grad();
   for (int d = 0; d < g.dim(); ++d)
     if (g.strides()[d] == 0 && g.shape()[d] > 1) {
@@ -79,9 +77,8 @@ void rewrite_grad(Tensor<T, D>& param, F f) {
 /// PyTorch does: the p-norm of the per-gradient p-norms. Returns total (0 when no
 /// parameter has a gradient). A NaN/Inf total throws avgrad::Error when
 /// error_if_nonfinite; otherwise the gradients are scaled as PyTorch would (by NaN or 0).
-template <Floating T, Device D>
-double clip_grad_norm_(const std::vector<Tensor<T, D>>& params, double max_norm, double norm_type = 2.0,
-                       bool error_if_nonfinite = false) {
+template <Floating T, Device D> double clip_grad_norm_(const std::vector<Tensor<T, D>>& params, double max_norm,
+                                                       double norm_type = 2.0, bool error_if_nonfinite = false) {
   AVGRAD_CHECK(norm_type > 0, "clip_grad_norm_", "norm_type must be > 0 or kInfNorm, got ", norm_type);
   AVGRAD_CHECK(max_norm >= 0, "clip_grad_norm_", "max_norm must be >= 0, got ", max_norm);
   const bool inf = std::isinf(norm_type);
@@ -115,9 +112,8 @@ double clip_grad_norm_(const std::vector<Tensor<T, D>>& params, double max_norm,
 }
 
 /// As above for named parameters (a module's named_parameters()).
-template <Floating T, Device D>
-double clip_grad_norm_(const std::vector<NamedParam<T, D>>& params, double max_norm, double norm_type = 2.0,
-                       bool error_if_nonfinite = false) {
+template <Floating T, Device D> double clip_grad_norm_(const std::vector<NamedParam<T, D>>& params, double max_norm,
+                                                       double norm_type = 2.0, bool error_if_nonfinite = false) {
   std::vector<Tensor<T, D>> plain;
   plain.reserve(params.size());
   for (const auto& [n, p] : params) plain.push_back(p);
@@ -125,15 +121,13 @@ double clip_grad_norm_(const std::vector<NamedParam<T, D>>& params, double max_n
 }
 
 /// Clamps every gradient element to [−clip, clip] (clip >= 0); NaN stays NaN.
-template <Floating T, Device D>
-void clip_grad_value_(const std::vector<Tensor<T, D>>& params, double clip) {
+template <Floating T, Device D> void clip_grad_value_(const std::vector<Tensor<T, D>>& params, double clip) {
   AVGRAD_CHECK(clip >= 0, "clip_grad_value_", "clip value must be >= 0, got ", clip);
   const T c = static_cast<T>(clip);
   for (auto p : params)
     if (p.grad().defined()) detail::rewrite_grad(p, [c](T v) { return v < -c ? -c : (v > c ? c : v); });
 }
-template <Floating T, Device D>
-void clip_grad_value_(const std::vector<NamedParam<T, D>>& params, double clip) {
+template <Floating T, Device D> void clip_grad_value_(const std::vector<NamedParam<T, D>>& params, double clip) {
   std::vector<Tensor<T, D>> plain;
   for (const auto& [n, p] : params) plain.push_back(p);
   clip_grad_value_(plain, clip);

@@ -50,12 +50,10 @@ struct GroupOptions {
 };
 
 /// A parameter and the name its state is saved under ("fc.weight").
-template <Floating T, Device D = Cpu>
-using NamedParam = std::pair<std::string, Tensor<T, D>>;
+template <Floating T, Device D = Cpu> using NamedParam = std::pair<std::string, Tensor<T, D>>;
 
 /// Parameters sharing one set of hyperparameters.
-template <Floating T, Device D = Cpu>
-struct ParamGroup : GroupOptions {
+template <Floating T, Device D = Cpu> struct ParamGroup : GroupOptions {
   std::vector<NamedParam<T, D>> params;
 
   ParamGroup() = default;
@@ -75,8 +73,7 @@ struct ParamGroup : GroupOptions {
 ///   scalars: "optimizer" (type name), "version", "param_groups" (count),
 ///            "param_groups.<i>.<option>" (every option the optimizer uses, lr included),
 ///            "<param>.group" (group index), "<param>.step" (updates applied so far).
-template <Floating T, Device D = Cpu>
-struct OptimizerState {
+template <Floating T, Device D = Cpu> struct OptimizerState {
   std::map<std::string, Tensor<T, D>> tensors;
   std::map<std::string, std::string> scalars;
 };
@@ -202,8 +199,7 @@ namespace avgrad::optim {
 ///   state_dict()/load_state_dict(): see OptimizerState; loading checks the optimizer type,
 ///           group layout, every name and shape, throws avgrad::Error naming the first
 ///           missing/mismatched/unexpected key, and changes nothing when it throws.
-template <Floating T, Device D = Cpu>
-class Optimizer : public OptimizerBase {
+template <Floating T, Device D = Cpu> class Optimizer : public OptimizerBase {
  public:
   using TensorT = Tensor<T, D>;
   using Group = ParamGroup<T, D>;
@@ -478,12 +474,10 @@ class Optimizer : public OptimizerBase {
 namespace detail {
 
 /// Named groups from a constructor's plain tensor list / named list.
-template <Floating T, Device D>
-std::vector<ParamGroup<T, D>> one_group(const std::vector<Tensor<T, D>>& params) {
+template <Floating T, Device D> std::vector<ParamGroup<T, D>> one_group(const std::vector<Tensor<T, D>>& params) {
   return {ParamGroup<T, D>(params)};
 }
-template <Floating T, Device D>
-std::vector<ParamGroup<T, D>> one_group(std::vector<NamedParam<T, D>> params) {
+template <Floating T, Device D> std::vector<ParamGroup<T, D>> one_group(std::vector<NamedParam<T, D>> params) {
   return {ParamGroup<T, D>(std::move(params))};
 }
 

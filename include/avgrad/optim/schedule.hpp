@@ -305,8 +305,7 @@ class OneCycleLR final : public LRScheduler {
     return (to - from) * pct + from;
   }
   /// Finds the phase of `step` (PyTorch's rule) and evaluates f(phase, pct).
-  template <class F>
-  double at(std::int64_t step, F f) const {
+  template <class F> double at(std::int64_t step, F f) const {
     AVGRAD_CHECK(step <= o_.total_steps, "OneCycleLR", "step ", step, " is past total_steps ", o_.total_steps);
     const auto s = static_cast<double>(step);
     double start = 0;

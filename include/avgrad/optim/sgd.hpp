@@ -11,8 +11,7 @@ namespace avgrad::fn {
 ///   d = g + wd·p;  buf = d on the first step, else μ·buf + (1 − dampening)·d;
 ///   d = nesterov ? d + μ·buf : buf;  p = p − lr·d.
 /// The two-argument form is the momentum-free update (no buffer).
-template <class T>
-struct SgdUpdate {
+template <class T> struct SgdUpdate {
   T lr, weight_decay, momentum, one_minus_dampening;
   bool nesterov, first;
 
@@ -46,8 +45,7 @@ struct SGDOptions {
 /// torch.optim.SGD. State per parameter: "momentum_buffer" (only while momentum != 0).
 /// Options: lr >= 0, momentum >= 0, weight_decay >= 0; nesterov needs momentum > 0 and
 /// dampening 0.
-template <Floating T, Device D = Cpu>
-class SGD final : public Optimizer<T, D> {
+template <Floating T, Device D = Cpu> class SGD final : public Optimizer<T, D> {
  public:
   using Base = Optimizer<T, D>;
 

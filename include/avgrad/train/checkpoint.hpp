@@ -36,17 +36,16 @@ inline void check_format(const SafetensorsFile& f, const std::filesystem::path& 
   } catch (...) {
     throw Error(op, concat(path.string(), ": malformed avgrad.format_version '", v->second, "'"));
   }
-  AVGRAD_CHECK(version >= 1 && version <= kCheckpointFormatVersion, op, path.string(), " has format version ",
-               version, "; this avgrad reads versions 1 to ", kCheckpointFormatVersion);
+  AVGRAD_CHECK(version >= 1 && version <= kCheckpointFormatVersion, op, path.string(), " has format version ", version,
+               "; this avgrad reads versions 1 to ", kCheckpointFormatVersion);
   AVGRAD_CHECK(kind != "checkpoint" || k->second == "checkpoint", op, path.string(), " holds a ", k->second,
                ", not a checkpoint");
 }
 }  // namespace detail
 
 /// Writes module.state_dict() (PyTorch names) to `path` as safetensors.
-template <Floating T>
-void save_state_dict(const std::filesystem::path& path, const nn::Module<T, Cpu>& module,
-                     std::map<std::string, std::string> metadata = {}) {
+template <Floating T> void save_state_dict(const std::filesystem::path& path, const nn::Module<T, Cpu>& module,
+                                           std::map<std::string, std::string> metadata = {}) {
   metadata["avgrad.format_version"] = std::to_string(kCheckpointFormatVersion);
   metadata["avgrad.kind"] = "state_dict";
   metadata.emplace("format", "pt");
@@ -75,8 +74,7 @@ nn::LoadReport load_state_dict(const std::filesystem::path& path, nn::Module<T, 
 }
 
 /// What a checkpoint holds besides the module; null members are not saved/restored.
-template <Floating T>
-struct CheckpointParts {
+template <Floating T> struct CheckpointParts {
   nn::Module<T, Cpu>* module = nullptr;
   optim::Optimizer<T, Cpu>* optimizer = nullptr;
   optim::LRScheduler* scheduler = nullptr;
@@ -87,8 +85,7 @@ struct CheckpointParts {
 
 /// Tensors: "model.<name>", "optimizer.<key>"; metadata: "optimizer.<key>",
 /// "scheduler.<key>", "generator.seed", "generator.offset", "step", "user.<key>".
-template <Floating T>
-void save_checkpoint(const std::filesystem::path& path, const CheckpointParts<T>& parts) {
+template <Floating T> void save_checkpoint(const std::filesystem::path& path, const CheckpointParts<T>& parts) {
   AVGRAD_CHECK(parts.module != nullptr, "save_checkpoint", "no module to save in ", path.string());
   SafetensorsWriter w;
   std::map<std::string, std::string> md;
@@ -114,8 +111,7 @@ void save_checkpoint(const std::filesystem::path& path, const CheckpointParts<T>
 
 /// Restores every non-null part from `path`; sets parts.step and parts.metadata
 /// (user keys). Missing sections for requested parts throw, naming the file.
-template <Floating T>
-void load_checkpoint(const std::filesystem::path& path, CheckpointParts<T>& parts) {
+template <Floating T> void load_checkpoint(const std::filesystem::path& path, CheckpointParts<T>& parts) {
   const char* op = "load_checkpoint";
   const auto f = SafetensorsFile::open(path);
   detail::check_format(f, path, "checkpoint", op);

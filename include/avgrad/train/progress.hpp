@@ -41,16 +41,15 @@ class ProgressBar {
     for (int i = 0; i < width; ++i) line += i < filled ? '#' : '.';
     char buf[160];
     const double eta = done > 0 ? elapsed / static_cast<double>(done) * static_cast<double>(total_ - done) : 0.0;
-    std::snprintf(buf, sizeof buf, "] %lld/%lld  %s %s", static_cast<long long>(done),
-                  static_cast<long long>(total_), last ? "took" : "eta", format_duration(last ? elapsed : eta).c_str());
+    std::snprintf(buf, sizeof buf, "] %lld/%lld  %s %s", static_cast<long long>(done), static_cast<long long>(total_),
+                  last ? "took" : "eta", format_duration(last ? elapsed : eta).c_str());
     line += buf;
     for (const auto& [name, value] : metrics) {
       std::snprintf(buf, sizeof buf, "  %s %.4g", name.c_str(), value);
       line += buf;
     }
     if (samples_per_step_ > 0 && elapsed > 0) {
-      std::snprintf(buf, sizeof buf, "  %.0f samples/s",
-                    static_cast<double>(done * samples_per_step_) / elapsed);
+      std::snprintf(buf, sizeof buf, "  %.0f samples/s", static_cast<double>(done * samples_per_step_) / elapsed);
       line += buf;
     }
     std::fprintf(out_, tty_ ? "\r%s\033[K%s" : "%s%s", line.c_str(), (last || !tty_) ? "\n" : "");
@@ -61,9 +60,12 @@ class ProgressBar {
 
   static std::string format_duration(double s) {
     char buf[32];
-    if (s < 60) std::snprintf(buf, sizeof buf, "%.1fs", s);
-    else if (s < 3600) std::snprintf(buf, sizeof buf, "%dm%02ds", static_cast<int>(s) / 60, static_cast<int>(s) % 60);
-    else std::snprintf(buf, sizeof buf, "%dh%02dm", static_cast<int>(s) / 3600, static_cast<int>(s) % 3600 / 60);
+    if (s < 60)
+      std::snprintf(buf, sizeof buf, "%.1fs", s);
+    else if (s < 3600)
+      std::snprintf(buf, sizeof buf, "%dm%02ds", static_cast<int>(s) / 60, static_cast<int>(s) % 60);
+    else
+      std::snprintf(buf, sizeof buf, "%dh%02dm", static_cast<int>(s) / 3600, static_cast<int>(s) % 3600 / 60);
     return buf;
   }
 

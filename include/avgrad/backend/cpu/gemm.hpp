@@ -102,12 +102,12 @@ inline constexpr std::int64_t kSplitAlign = 16;
 inline constexpr std::int64_t kSplitWork = std::int64_t(1) << 20;
 
 /// C (m×n) = beta·C, writing zeros (not 0·C, which keeps NaN) when beta == 0.
-template <class T>
-void scale_c(T* c, std::int64_t m, std::int64_t n, std::int64_t ldc, T beta) {
+template <class T> void scale_c(T* c, std::int64_t m, std::int64_t n, std::int64_t ldc, T beta) {
   if (beta == T(1)) return;
   for (std::int64_t i = 0; i < m; ++i) {
     T* row = c + i * ldc;
-    if (beta == T(0)) std::fill(row, row + n, T(0));
+    if (beta == T(0))
+      std::fill(row, row + n, T(0));
     else
       for (std::int64_t j = 0; j < n; ++j) row[j] *= beta;
   }
@@ -116,8 +116,7 @@ void scale_c(T* c, std::int64_t m, std::int64_t n, std::int64_t ldc, T beta) {
 #ifdef AVGRAD_EIGEN_DIRECT_GEMM
 
 /// A thread's packing buffers, grown on demand and kept for the thread's life.
-template <class T>
-class PackBuffers {
+template <class T> class PackBuffers {
  public:
   ~PackBuffers() {
     std::free(a_);
@@ -148,8 +147,7 @@ class PackBuffers {
 
 /// Eigen's cache blocking (kc, mc, nc) for a column-major rows×cols×depth
 /// product, computed once for a whole product and shared by all of its parts.
-template <class T>
-class Blocking : public Eigen::internal::level3_blocking<T, T> {
+template <class T> class Blocking : public Eigen::internal::level3_blocking<T, T> {
  public:
   Blocking(Eigen::Index rows, Eigen::Index cols, Eigen::Index depth) {
     this->m_mc = rows;
@@ -167,9 +165,9 @@ class Blocking : public Eigen::internal::level3_blocking<T, T> {
 
 /// C (m×n, row-major) += alpha·op(A)·op(B) on this thread. Eigen sees the
 /// column-major product Cᵀ (n×m), so `blk` must be Blocking(n_total, m_total, k).
-template <class T, int LhsOrder, int RhsOrder>
-void gemm_serial(const Blocking<T>& blk, std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a,
-                 std::int64_t lda, const T* b, std::int64_t ldb, T* c, std::int64_t ldc) {
+template <class T, int LhsOrder, int RhsOrder> void gemm_serial(const Blocking<T>& blk, std::int64_t m, std::int64_t n,
+                                                                std::int64_t k, T alpha, const T* a, std::int64_t lda,
+                                                                const T* b, std::int64_t ldb, T* c, std::int64_t ldc) {
   Blocking<T> local = blk;
   local.bind();
   Eigen::internal::general_matrix_matrix_product<Eigen::Index, T, LhsOrder, false, T, RhsOrder, false, Eigen::RowMajor,
@@ -192,7 +190,7 @@ void gemm_run(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::i
   if (row_parts >= 2) {
     // rows [i0, i1) of C: A's rows, C's rows
     const std::int64_t per = (m / row_parts + kSplitAlign - 1) / kSplitAlign * kSplitAlign;
-#pragma omp parallel for schedule(static) num_threads(static_cast<int>(row_parts))
+#pragma omp parallel for schedule(static) num_threads(static_cast <int>(row_parts))
     for (std::int64_t p = 0; p < row_parts; ++p) {
       const std::int64_t i0 = std::min(m, p * per), i1 = p + 1 == row_parts ? m : std::min(m, i0 + per);
       if (i1 <= i0) continue;
@@ -203,7 +201,7 @@ void gemm_run(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::i
   } else if (col_parts >= 2) {
     // columns [j0, j1) of C in whole blocks of mc: B's columns, C's columns
     const std::int64_t blocks = (n + mc - 1) / mc, per = (blocks + col_parts - 1) / col_parts * mc;
-#pragma omp parallel for schedule(static) num_threads(static_cast<int>(col_parts))
+#pragma omp parallel for schedule(static) num_threads(static_cast <int>(col_parts))
     for (std::int64_t p = 0; p < col_parts; ++p) {
       const std::int64_t j0 = std::min(n, p * per), j1 = std::min(n, j0 + per);
       if (j1 <= j0) continue;
@@ -218,16 +216,12 @@ void gemm_run(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::i
 }
 #else  // other Eigen versions: Eigen's own product and threading
 
-template <class T>
-using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-template <class T>
-using ConstMap = Eigen::Map<const RowMat<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
-template <class T>
-using MutMap = Eigen::Map<RowMat<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
+template <class T> using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <class T> using ConstMap = Eigen::Map<const RowMat<T>, Eigen::Unaligned, Eigen::OuterStride<> >;
+template <class T> using MutMap = Eigen::Map<RowMat<T>, Eigen::Unaligned, Eigen::OuterStride<> >;
 
 /// C (m×n) += alpha·opA·opB for already-mapped operands (C already scaled by beta).
-template <class T, class A, class B>
-void gemm_eval(const A& a, const B& b, T alpha, MutMap<T>& c) {
+template <class T, class A, class B> void gemm_eval(const A& a, const B& b, T alpha, MutMap<T>& c) {
   c.noalias() += alpha * (a * b);
 }
 #endif
@@ -242,7 +236,7 @@ void gemm_eval(const A& a, const B& b, T alpha, MutMap<T>& c) {
 /// Large products use every OpenMP thread (none inside a parallel region);
 /// the result is the same for every thread count.
 template <class T>
-  requires std::is_same_v<T, float> || std::is_same_v<T, double>
+requires std::is_same_v<T, float> || std::is_same_v<T, double>
 void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a,
           std::int64_t lda, const T* b, std::int64_t ldb, T beta, T* c, std::int64_t ldc) {
   if (m <= 0 || n <= 0) return;
@@ -255,10 +249,14 @@ void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64
 #ifdef AVGRAD_EIGEN_DIRECT_GEMM
   constexpr int R = Eigen::RowMajor, C = Eigen::ColMajor;
   // A stored m×k row-major is a RowMajor lhs; stored k×m (trans_a) it is op(A) in ColMajor.
-  if (!trans_a && !trans_b) detail::gemm_run<T, R, R>(false, false, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-  else if (trans_a && !trans_b) detail::gemm_run<T, C, R>(true, false, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-  else if (!trans_a && trans_b) detail::gemm_run<T, R, C>(false, true, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-  else detail::gemm_run<T, C, C>(true, true, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  if (!trans_a && !trans_b)
+    detail::gemm_run<T, R, R>(false, false, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  else if (trans_a && !trans_b)
+    detail::gemm_run<T, C, R>(true, false, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  else if (!trans_a && trans_b)
+    detail::gemm_run<T, R, C>(false, true, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  else
+    detail::gemm_run<T, C, C>(true, true, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 #else
   using Index = Eigen::Index;
   detail::scale_c(c, m, n, ldc, beta);
@@ -266,10 +264,14 @@ void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64
   // A row-major r×c map; op() = transpose when the storage holds the transpose.
   detail::ConstMap<T> am(a, trans_a ? k : m, trans_a ? m : k, Eigen::OuterStride<>(static_cast<Index>(lda)));
   detail::ConstMap<T> bm(b, trans_b ? n : k, trans_b ? k : n, Eigen::OuterStride<>(static_cast<Index>(ldb)));
-  if (!trans_a && !trans_b) detail::gemm_eval(am, bm, alpha, cm);
-  else if (trans_a && !trans_b) detail::gemm_eval(am.transpose(), bm, alpha, cm);
-  else if (!trans_a && trans_b) detail::gemm_eval(am, bm.transpose(), alpha, cm);
-  else detail::gemm_eval(am.transpose(), bm.transpose(), alpha, cm);
+  if (!trans_a && !trans_b)
+    detail::gemm_eval(am, bm, alpha, cm);
+  else if (trans_a && !trans_b)
+    detail::gemm_eval(am.transpose(), bm, alpha, cm);
+  else if (!trans_a && trans_b)
+    detail::gemm_eval(am, bm.transpose(), alpha, cm);
+  else
+    detail::gemm_eval(am.transpose(), bm.transpose(), alpha, cm);
 #endif
 }
 
@@ -282,7 +284,7 @@ inline constexpr std::int64_t kSmallGemmWork = std::int64_t(96) * 96 * 96;
 /// must be distinct). Many small products are spread over the threads with one
 /// serial GEMM each; otherwise products run in order, each split over the threads.
 template <class T>
-  requires std::is_same_v<T, float> || std::is_same_v<T, double>
+requires std::is_same_v<T, float> || std::is_same_v<T, double>
 void gemm_batched(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, T alpha,
                   const T* const* a, std::int64_t lda, const T* const* b, std::int64_t ldb, T beta, T* const* c,
                   std::int64_t ldc, std::int64_t batch) {
@@ -301,7 +303,7 @@ void gemm_batched(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, st
 
 /// The uniformly strided batch: A[i] = a + i·stride_a (stride 0 repeats one matrix), etc.
 template <class T>
-  requires std::is_same_v<T, float> || std::is_same_v<T, double>
+requires std::is_same_v<T, float> || std::is_same_v<T, double>
 void gemm_strided_batched(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, T alpha,
                           const T* a, std::int64_t lda, std::int64_t stride_a, const T* b, std::int64_t ldb,
                           std::int64_t stride_b, T beta, T* c, std::int64_t ldc, std::int64_t stride_c,

@@ -39,8 +39,7 @@ struct ConvGeometry {
 };
 
 /// Output extent of a convolution along one dim (may be <= 0 for an oversized kernel).
-inline std::int64_t conv_out_extent(std::int64_t in, std::int64_t k, std::int64_t s, std::int64_t p,
-                                    std::int64_t d) {
+inline std::int64_t conv_out_extent(std::int64_t in, std::int64_t k, std::int64_t s, std::int64_t p, std::int64_t d) {
   const std::int64_t span = in + 2 * p - d * (k - 1) - 1;
   return span < 0 ? 0 : span / s + 1;
 }
@@ -97,8 +96,7 @@ inline bool split_channels(const ConvGeometry& g, std::int64_t width) {
 /// ow·sW − pW + kw·dW] for p = (od, oh, ow), or 0 where that is padding.
 /// Writes every entry; runs in parallel over channels when called outside a
 /// parallel region with enough work.
-template <class T>
-void im2col(const T* img, T* cols, const ConvGeometry& g, std::int64_t p0, std::int64_t p1) {
+template <class T> void im2col(const T* img, T* cols, const ConvGeometry& g, std::int64_t p0, std::int64_t p1) {
   if (p1 <= p0) return;
   const std::int64_t sw = g.stride[2], width = p1 - p0;
 #pragma omp parallel for schedule(static) if (detail::split_channels(g, width))
@@ -115,7 +113,8 @@ void im2col(const T* img, T* cols, const ConvGeometry& g, std::int64_t p0, std::
                                }
                                const std::int64_t va = std::clamp(lo, a, b), vb = std::clamp(hi, va, b);
                                std::fill(cols + (o + a), cols + (o + va), T(0));
-                               if (sw == 1) std::copy(img + (line + va + iw0), img + (line + vb + iw0), cols + (o + va));
+                               if (sw == 1)
+                                 std::copy(img + (line + va + iw0), img + (line + vb + iw0), cols + (o + va));
                                else
                                  for (std::int64_t ow = va; ow < vb; ++ow) cols[o + ow] = img[line + ow * sw + iw0];
                                std::fill(cols + (o + vb), cols + (o + b), T(0));
@@ -124,18 +123,14 @@ void im2col(const T* img, T* cols, const ConvGeometry& g, std::int64_t p0, std::
 }
 
 /// The whole column matrix (C·k, oD·oH·oW).
-template <class T>
-void im2col(const T* img, T* cols, const ConvGeometry& g) {
-  im2col(img, cols, g, 0, g.out_size());
-}
+template <class T> void im2col(const T* img, T* cols, const ConvGeometry& g) { im2col(img, cols, g, 0, g.out_size()); }
 
 /// The adjoint of im2col on columns [p0, p1): img[c, …] += every entry of the
 /// (C·k, p1 − p0) block `cols` that im2col would have read from it. `img` must
 /// be initialised (zeros, or a bias to add onto). Channels are independent, so
 /// they run in parallel; within a channel the accumulation order is fixed, so
 /// the result does not depend on the thread count.
-template <class T>
-void col2im(const T* cols, T* img, const ConvGeometry& g, std::int64_t p0, std::int64_t p1) {
+template <class T> void col2im(const T* cols, T* img, const ConvGeometry& g, std::int64_t p0, std::int64_t p1) {
   if (p1 <= p0) return;
   const std::int64_t sw = g.stride[2], width = p1 - p0;
 #pragma omp parallel for schedule(static) if (detail::split_channels(g, width))
@@ -157,9 +152,6 @@ void col2im(const T* cols, T* img, const ConvGeometry& g, std::int64_t p0, std::
   }
 }
 
-template <class T>
-void col2im(const T* cols, T* img, const ConvGeometry& g) {
-  col2im(cols, img, g, 0, g.out_size());
-}
+template <class T> void col2im(const T* cols, T* img, const ConvGeometry& g) { col2im(cols, img, g, 0, g.out_size()); }
 
 }  // namespace avgrad::cpu

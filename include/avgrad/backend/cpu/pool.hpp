@@ -128,10 +128,9 @@ inline std::int64_t pool_plane_work(const PoolGeometry& g, const PoolTables& t) 
 // vectorise as gathers; __restrict tells the compiler the buffers do not overlap.
 
 /// best[w], arg[w] ← the first max (NaN first) of best[w] and the row's taps of w.
-template <class T>
-[[gnu::noinline]] void max_pool_row(const T* __restrict row, std::int64_t stride, std::int64_t base,
-                                    const PoolTables& tab, std::int64_t step, T* __restrict best,
-                                    std::int64_t* __restrict arg) {
+template <class T> [[gnu::noinline]] void max_pool_row(const T* __restrict row, std::int64_t stride, std::int64_t base,
+                                                       const PoolTables& tab, std::int64_t step, T* __restrict best,
+                                                       std::int64_t* __restrict arg) {
   const std::int64_t n = static_cast<std::int64_t>(tab.pos.size());
   const std::int64_t* __restrict pos = tab.pos.data();
   const std::int64_t* __restrict cnt = tab.cnt.data();
@@ -148,9 +147,9 @@ template <class T>
 }
 
 /// acc[w] += Σ of the row's taps of w.
-template <class T, class A>
-[[gnu::noinline]] void sum_pool_row(const T* __restrict row, std::int64_t stride, const PoolTables& tab,
-                                    std::int64_t step, A* __restrict acc) {
+template <class T, class A> [[gnu::noinline]] void sum_pool_row(const T* __restrict row, std::int64_t stride,
+                                                                const PoolTables& tab, std::int64_t step,
+                                                                A* __restrict acc) {
   const std::int64_t n = static_cast<std::int64_t>(tab.pos.size());
   const std::int64_t* __restrict pos = tab.pos.data();
   const std::int64_t* __restrict cnt = tab.cnt.data();
@@ -163,9 +162,8 @@ template <class T, class A>
 }
 
 /// row[tap] += share[w] for every tap of every w (taps of neighbouring w may coincide).
-template <class T>
-[[gnu::noinline]] void spread_pool_row(T* __restrict row, const PoolTables& tab, std::int64_t step,
-                                       const T* __restrict share) {
+template <class T> [[gnu::noinline]] void spread_pool_row(T* __restrict row, const PoolTables& tab, std::int64_t step,
+                                                          const T* __restrict share) {
   const std::int64_t n = static_cast<std::int64_t>(tab.pos.size());
   for (std::int64_t j = 0; j < tab.max_count; ++j)
     for (std::int64_t w = 0; w < n; ++w) {
@@ -174,8 +172,7 @@ template <class T>
     }
 }
 
-template <class T>
-using pool_acc_t = std::conditional_t<std::is_same_v<T, float>, double, T>;
+template <class T> using pool_acc_t = std::conditional_t<std::is_same_v<T, float>, double, T>;
 
 }  // namespace detail
 
@@ -184,9 +181,8 @@ using pool_acc_t = std::conditional_t<std::is_same_v<T, float>, double, T>;
 /// gets the argmax as a flat index into the input plane (t·H·W + h·W + w); a window
 /// with no in-bounds tap gives −inf and index −1.
 /// x: (B, C, in...) with strides xs = (b, c, d0, d1, d2); y, idx: contiguous (B, C, out...).
-template <class T>
-void max_pool_forward(const T* x, const std::int64_t (&xs)[5], std::int64_t batch, std::int64_t channels,
-                      const PoolGeometry& g, T* y, std::int64_t* idx) {
+template <class T> void max_pool_forward(const T* x, const std::int64_t (&xs)[5], std::int64_t batch,
+                                         std::int64_t channels, const PoolGeometry& g, T* y, std::int64_t* idx) {
   const detail::PoolTables tab(g);
   const std::int64_t planes = batch * channels, n_out = g.out_plane(), out2 = g.out[2];
   const std::int64_t in1 = g.in[1], in2 = g.in[2], st0 = g.step(0), st1 = g.step(1), st2 = g.step(2);
@@ -240,9 +236,8 @@ void max_pool_backward(const T* g, const std::int64_t* idx, std::int64_t planes,
 /// the product over dims of pool_divisor (sums of float accumulate in double; an
 /// empty window gives 0). Strided windows use dilation 1.
 /// x: (B, C, in...) with strides xs; y: contiguous (B, C, out...).
-template <class T>
-void avg_pool_forward(const T* x, const std::int64_t (&xs)[5], std::int64_t batch, std::int64_t channels,
-                      const PoolGeometry& g, T* y) {
+template <class T> void avg_pool_forward(const T* x, const std::int64_t (&xs)[5], std::int64_t batch,
+                                         std::int64_t channels, const PoolGeometry& g, T* y) {
   using A = detail::pool_acc_t<T>;
   const detail::PoolTables tab(g);
   const std::int64_t planes = batch * channels, n_out = g.out_plane(), out2 = g.out[2];
@@ -274,8 +269,7 @@ void avg_pool_forward(const T* x, const std::int64_t (&xs)[5], std::int64_t batc
 
 /// dx[b, c, i] += Σ over the outputs o whose window holds i of g[b, c, o] / divisor(o).
 /// g: contiguous (B, C, out...); dx: contiguous (B, C, in...), zeroed by the caller.
-template <class T>
-void avg_pool_backward(const T* g, std::int64_t planes, const PoolGeometry& geo, T* dx) {
+template <class T> void avg_pool_backward(const T* g, std::int64_t planes, const PoolGeometry& geo, T* dx) {
   const detail::PoolTables tab(geo);
   const std::int64_t n_out = geo.out_plane(), n_in = geo.in_plane(), out2 = geo.out[2];
   const std::int64_t in1 = geo.in[1], in2 = geo.in[2], st0 = geo.step(0), st1 = geo.step(1), st2 = geo.step(2);

@@ -17,20 +17,17 @@
 namespace avgrad {
 
 /// Accumulator type of sums: float sums accumulate in double.
-template <class T>
-using acc_t = std::conditional_t<std::is_same_v<T, float>, double,
-                                 std::conditional_t<std::is_same_v<T, bool>, std::int64_t, T>>;
+template <class T> using acc_t =
+    std::conditional_t<std::is_same_v<T, float>, double, std::conditional_t<std::is_same_v<T, bool>, std::int64_t, T>>;
 
 namespace detail {
 
-template <class T>
-void check_defined(const T& x, const char* op) {
+template <class T> void check_defined(const T& x, const char* op) {
   AVGRAD_CHECK(x.defined(), op, "undefined tensor argument");
 }
 
 /// out = f(x) elementwise, contiguous output of x's shape.
-template <Element TO, Element TI, class F>
-Tensor<TO, Cpu> map(const Tensor<TI, Cpu>& x, F f) {
+template <Element TO, Element TI, class F> Tensor<TO, Cpu> map(const Tensor<TI, Cpu>& x, F f) {
   auto out = Tensor<TO, Cpu>::empty(x.shape());
   cpu::map1(out.data(), out.strides(), x.data(), x.strides(), x.shape(), f);
   return out;
@@ -48,23 +45,21 @@ Tensor<TO, Cpu> map(const Tensor<TA, Cpu>& a, const Tensor<TB, Cpu>& b, F f, con
 
 /// out = f(a, b, c) with NumPy broadcasting.
 template <Element TO, Element TA, Element TB, Element TC, class F>
-Tensor<TO, Cpu> map(const Tensor<TA, Cpu>& a, const Tensor<TB, Cpu>& b, const Tensor<TC, Cpu>& c, F f,
-                    const char* op) {
+Tensor<TO, Cpu> map(const Tensor<TA, Cpu>& a, const Tensor<TB, Cpu>& b, const Tensor<TC, Cpu>& c, F f, const char* op) {
   Shape s = broadcast_shapes(broadcast_shapes(a.shape(), b.shape(), op), c.shape(), op);
   auto out = Tensor<TO, Cpu>::empty(s);
   cpu::map3(out.data(), out.strides(), a.data(), broadcast_strides(a.shape(), a.strides(), s), b.data(),
-            broadcast_strides(b.shape(), b.strides(), s), c.data(), broadcast_strides(c.shape(), c.strides(), s),
-            s, f);
+            broadcast_strides(b.shape(), b.strides(), s), c.data(), broadcast_strides(c.shape(), c.strides(), s), s, f);
   return out;
 }
 
 /// Writes f(x) into an existing tensor `out` (any strides) of x's broadcast shape.
 template <Element TO, Element TI, class F>
 void map_into(Tensor<TO, Cpu>& out, const Tensor<TI, Cpu>& x, F f, const char* op) {
-  AVGRAD_CHECK(broadcast_shapes(x.shape(), out.shape(), op) == out.shape(), op, "cannot write shape ",
-               x.shape(), " into ", out.shape());
-  cpu::map1(out.data(), out.strides(), x.data(), broadcast_strides(x.shape(), x.strides(), out.shape()),
-            out.shape(), f);
+  AVGRAD_CHECK(broadcast_shapes(x.shape(), out.shape(), op) == out.shape(), op, "cannot write shape ", x.shape(),
+               " into ", out.shape());
+  cpu::map1(out.data(), out.strides(), x.data(), broadcast_strides(x.shape(), x.strides(), out.shape()), out.shape(),
+            f);
   out.storage()->bump_version();
 }
 
@@ -86,8 +81,10 @@ inline Shape reduced_shape(const Shape& s, const std::vector<int>& axes, bool ke
   Shape out;
   for (int d = 0; d < s.rank(); ++d) {
     bool red = std::find(axes.begin(), axes.end(), d) != axes.end();
-    if (!red) out.push_back(s[d]);
-    else if (keepdim) out.push_back(1);
+    if (!red)
+      out.push_back(s[d]);
+    else if (keepdim)
+      out.push_back(1);
   }
   return out;
 }
@@ -109,8 +106,7 @@ Tensor<TO, Cpu> reduce(const Tensor<TI, Cpu>& x, const std::vector<int>& axes, b
 
 /// Sum of g over the dims that broadcasting added or stretched, giving `shape`.
 /// The backward of every broadcasting op ends here.
-template <Floating T>
-Tensor<T, Cpu> sum_to(const Tensor<T, Cpu>& g, const Shape& shape) {
+template <Floating T> Tensor<T, Cpu> sum_to(const Tensor<T, Cpu>& g, const Shape& shape) {
   if (g.shape() == shape) return g;
   const int lead = g.dim() - shape.rank();
   AVGRAD_CHECK(lead >= 0, "sum_to", "cannot reduce shape ", g.shape(), " to ", shape);
@@ -125,15 +121,14 @@ Tensor<T, Cpu> sum_to(const Tensor<T, Cpu>& g, const Shape& shape) {
 }
 
 /// a + b without recording (gradient accumulation). Shapes must match.
-template <Element T, Device D>
-Tensor<T, D> add_into(const Tensor<T, D>& a, const Tensor<T, D>& b) {
-  return map<T>(a, b, [](T x, T y) { return x + y; }, "accumulate");
+template <Element T, Device D> Tensor<T, D> add_into(const Tensor<T, D>& a, const Tensor<T, D>& b) {
+  return map<T>(
+      a, b, [](T x, T y) { return x + y; }, "accumulate");
 }
 
 /// The unary-op pattern: y = F(x); dx = F.grad(x, y, g). F is a host/device
 /// functor (see ops/unary.hpp), so the CUDA backend reuses it as is.
-template <Floating T, Device D, class F>
-Tensor<T, D> unary_op(const char* name, const Tensor<T, D>& x, F f) {
+template <Floating T, Device D, class F> Tensor<T, D> unary_op(const char* name, const Tensor<T, D>& x, F f) {
   check_defined(x, name);
   auto y = map<T>(x, [f](T v) { return f(v); });
   if (!autograd::any_requires_grad<T, D>({&x})) return y;
@@ -141,7 +136,8 @@ Tensor<T, D> unary_op(const char* name, const Tensor<T, D>& x, F f) {
   return autograd::record<T, D>(name, y, {x}, [=](const Tensor<T, D>& g, const std::vector<bool>&) {
     const auto& xv = sx.get(name);
     const auto& yv = sy.get(name);
-    return autograd::Grads<T, D>{map<T>(g, xv, yv, [f](T gg, T xx, T yy) { return f.grad(xx, yy, gg); }, name)};
+    return autograd::Grads<T, D>{map<T>(
+        g, xv, yv, [f](T gg, T xx, T yy) { return f.grad(xx, yy, gg); }, name)};
   });
 }
 
