@@ -86,6 +86,21 @@ inline void execute(Node* root, GraphTask& task, bool retain_graph, const std::u
 
 }  // namespace detail
 
+namespace detail {
+/// The gradient that starts a sweep from `root`: `seed`, or 1 for a one-element root.
+template <Floating T, Device D>
+Tensor<T, D> seed_gradient(const Tensor<T, D>& root, const Tensor<T, D>& seed, const char* op) {
+  if (!seed.defined()) {
+    AVGRAD_CHECK(root.numel() == 1, op, "grad can be implicitly created only for one-element outputs; got shape ",
+                 root.shape(), " (pass a seed gradient)");
+    return ones<T, D>(root.shape());
+  }
+  AVGRAD_CHECK(seed.shape() == root.shape(), op, "seed gradient shape ", seed.shape(), " differs from output shape ",
+               root.shape());
+  return seed;
+}
+}  // namespace detail
+
 /// Gradient of `root` with respect to every leaf that requires grad, accumulated
 /// into the leaves' .grad. `seed` defaults to 1 for a one-element root.
 template <Floating T, Device D>
@@ -93,16 +108,7 @@ void backward(const Tensor<T, D>& root, const Tensor<T, D>& seed = Tensor<T, D>(
   AVGRAD_CHECK(root.defined(), "backward", "called on an undefined tensor");
   AVGRAD_CHECK(root.requires_grad(), "backward", "tensor of shape ", root.shape(),
                " does not require grad and has no grad_fn");
-  Tensor<T, D> g = seed;
-  if (!g.defined()) {
-    AVGRAD_CHECK(root.numel() == 1, "backward",
-                 "grad can be implicitly created only for one-element "
-                 "outputs; got shape ",
-                 root.shape(), " (pass a seed gradient)");
-    g = ones<T, D>(root.shape());
-  }
-  AVGRAD_CHECK(g.shape() == root.shape(), "backward", "seed gradient shape ", g.shape(), " differs from output shape ",
-               root.shape());
+  Tensor<T, D> g = detail::seed_gradient(root, seed, "backward");
   NoGradGuard no_grad;  // backward formulas are not themselves recorded
   std::shared_ptr<Node> root_node = gradient_edge(root);
   static_cast<TypedNode<T, D>*>(root_node.get())->accumulate(g);
@@ -117,13 +123,7 @@ template <Floating T, Device D>
 std::vector<Tensor<T, D>> grad(const Tensor<T, D>& root, const std::vector<Tensor<T, D>>& inputs,
                                const Tensor<T, D>& seed = Tensor<T, D>(), BackwardOptions opts = {}) {
   AVGRAD_CHECK(root.defined() && root.requires_grad(), "grad", "output does not require grad");
-  Tensor<T, D> g = seed.defined() ? seed : Tensor<T, D>();
-  if (!g.defined()) {
-    AVGRAD_CHECK(root.numel() == 1, "grad", "output of shape ", root.shape(), " is not a scalar; pass a seed gradient");
-    g = ones<T, D>(root.shape());
-  }
-  AVGRAD_CHECK(g.shape() == root.shape(), "grad", "seed gradient shape ", g.shape(), " differs from output shape ",
-               root.shape());
+  Tensor<T, D> g = detail::seed_gradient(root, seed, "grad");
   NoGradGuard no_grad;
   std::vector<std::shared_ptr<Node>> accs;
   std::unordered_set<Node*> targets;
