@@ -166,6 +166,7 @@ TEST(Pad, ReflectAndReplicateValues) {
   auto x = from_vector<double>({1, 2, 3, 4});
   expect_close(pad(x, {2, 1}, PadMode::reflect), {3, 2, 1, 2, 3, 4, 3});
   expect_close(pad(x, {2, 1}, PadMode::replicate), {1, 1, 1, 2, 3, 4, 4});
+  expect_close(pad(x, {2, 4}, PadMode::symmetric), {2, 1, 1, 2, 3, 4, 4, 3, 2, 1});
   auto m = seq({3, 3});  // [[1,2,3],[4,5,6],[7,8,9]]
   auto r = pad(m, {1, 1, 1, 1}, PadMode::reflect);
   EXPECT_EQ(r.shape(), (Shape{5, 5}));
@@ -188,6 +189,8 @@ TEST(Pad, Gradcheck) {
   expect_gradcheck(reflect2, {leaf_transposed({2, 3, 4}, 2)});
   Fn replicate = [](const std::vector<TD>& x) { return pad(x[0], {2, 1, 0, 3}, PadMode::replicate); };
   expect_gradcheck(replicate, {leaf_transposed({2, 3, 4}, 3)});
+  Fn symmetric = [](const std::vector<TD>& x) { return pad(x[0], {3, 2, 1, 1}, PadMode::symmetric); };
+  expect_gradcheck(symmetric, {leaf_transposed({2, 3, 4}, 5)});
   Fn constant = [](const std::vector<TD>& x) { return pad(x[0], {1, -1, -1, 2}, PadMode::constant, 0.5); };
   expect_gradcheck(constant, {leaf({2, 3, 4}, 4)});
 }
@@ -196,6 +199,7 @@ TEST(Pad, Errors) {
   auto x = zeros<double>(Shape{2, 3});
   expect_error([&] { pad(x, {3, 0}, PadMode::reflect); }, {"pad", "reflect", "(3, 0)", "dim 1", "extent 3"});
   expect_error([&] { pad(x, {0, 0, 0, 2}, PadMode::reflect); }, {"pad", "reflect", "dim 0", "extent 2"});
+  expect_error([&] { pad(x, {4, 0}, PadMode::symmetric); }, {"pad", "symmetric", "(4, 0)", "extent 3"});
   expect_error([&] { pad(x, {1, 1, 1}); }, {"pad", "pairs"});
   expect_error([&] { pad(x, {1, 1, 1, 1, 1, 1}); }, {"pad", "(2,3)"});
   expect_error([&] { pad(x, {-2, -2}); }, {"pad", "negative extent"});

@@ -27,7 +27,44 @@ enum class PadMode {
   constant,   ///< a fixed value; negative pads crop
   reflect,    ///< mirror without repeating the edge: [1 2 3] pad 2 → [3 2 1 2 3 2 1]; pad < size
   replicate,  ///< repeat the edge element: [1 2 3] pad 2 → [1 1 1 2 3 3 3]
+  symmetric,  ///< mirror repeating the edge (numpy's "symmetric", Kaldi): [1 2 3] pad 2 → [2 1 1 2 3 3 2]; pad <= size
 };
+
+/// Where padded position i (any integer) of an extent-n dim reads from, for the
+/// mirroring and replicating modes; -1 for constant padding outside [0, n).
+/// Mirrors repeat as often as needed (Kaldi's frame extraction relies on this).
+inline std::int64_t padded_source_index(std::int64_t i, std::int64_t n, PadMode mode) {
+  if (i >= 0 && i < n) return i;
+  if (n <= 0) return -1;  // nothing to mirror or repeat
+  switch (mode) {
+    case PadMode::constant:
+      return -1;
+    case PadMode::replicate:
+      return i < 0 ? 0 : n - 1;
+    case PadMode::reflect:
+      if (n == 1) return 0;
+      while (i < 0 || i >= n) i = i < 0 ? -i : 2 * (n - 1) - i;  // -1 → 1, n → n-2
+      return i;
+    case PadMode::symmetric:
+      while (i < 0 || i >= n) i = i < 0 ? -i - 1 : 2 * n - 1 - i;  // -1 → 0, n → n-1
+      return i;
+  }
+  return -1;
+}
+
+inline const char* pad_mode_name(PadMode mode) {
+  switch (mode) {
+    case PadMode::constant:
+      return "constant";
+    case PadMode::reflect:
+      return "reflect";
+    case PadMode::replicate:
+      return "replicate";
+    case PadMode::symmetric:
+      return "symmetric";
+  }
+  return "?";
+}
 
 namespace detail {
 
@@ -313,8 +350,9 @@ std::vector<Tensor<T, D>> chunk(const Tensor<T, D>& x, std::int64_t chunks, std:
 /// Pads x as torch.nn.functional.pad: pads = {left, right} of the last dim, then
 /// {top, bottom} of the one before, and so on (at most 2·rank entries; dims not
 /// named are untouched). constant fills `value` and accepts negative pads (a
-/// crop); reflect needs 0 <= pad < extent; replicate needs a non-empty dim.
-/// Unlike PyTorch, reflect/replicate work on any number of dims.
+/// crop); reflect needs 0 <= pad < extent, symmetric 0 <= pad <= extent;
+/// replicate needs a non-empty dim.
+/// Unlike PyTorch, reflect/replicate/symmetric work on any number of dims.
 /// Gradient: each input element collects g from every output position that reads it.
 template <Element T, Device D> Tensor<T, D> pad(const Tensor<T, D>& x, const std::vector<std::int64_t>& pads,
                                                 PadMode mode = PadMode::constant, double value = 0.0) {
@@ -323,7 +361,7 @@ template <Element T, Device D> Tensor<T, D> pad(const Tensor<T, D>& x, const std
   AVGRAD_CHECK(pads.size() % 2 == 0, "pad", "pads must come in (before, after) pairs, got ", pads.size(), " values");
   AVGRAD_CHECK(static_cast<int>(pads.size() / 2) <= r, "pad", pads.size(), " pad values for ", pads.size() / 2,
                " dims, but the input of shape ", x.shape(), " has ", r);
-  const char* mode_name = mode == PadMode::constant ? "constant" : mode == PadMode::reflect ? "reflect" : "replicate";
+  const char* mode_name = pad_mode_name(mode);
   Shape out = x.shape();
   detail::IndexMaps maps(static_cast<std::size_t>(r));
   for (std::size_t k = 0; k < pads.size() / 2; ++k) {
@@ -339,6 +377,9 @@ template <Element T, Device D> Tensor<T, D> pad(const Tensor<T, D>& x, const std
       if (mode == PadMode::reflect)
         AVGRAD_CHECK(lo < n && hi < n, "pad", "reflect padding (", lo, ", ", hi, ") of dim ", d,
                      " must be smaller than its extent ", n, " (input shape ", x.shape(), ")");
+      else if (mode == PadMode::symmetric)
+        AVGRAD_CHECK(lo <= n && hi <= n, "pad", "symmetric padding (", lo, ", ", hi, ") of dim ", d,
+                     " must not exceed its extent ", n, " (input shape ", x.shape(), ")");
       else
         AVGRAD_CHECK(n > 0, "pad", "replicate padding of dim ", d, " needs a non-empty dim (input shape ", x.shape(),
                      ")");
@@ -347,15 +388,7 @@ template <Element T, Device D> Tensor<T, D> pad(const Tensor<T, D>& x, const std
     auto& m = maps[static_cast<std::size_t>(d)];
     m.resize(static_cast<std::size_t>(out[d]));
     for (std::int64_t o = 0; o < out[d]; ++o) {
-      std::int64_t i = o - lo;
-      if (mode == PadMode::constant) {
-        if (i < 0 || i >= n) i = -1;
-      } else if (mode == PadMode::reflect) {
-        if (i < 0) i = -i;                // -1 → 1, -2 → 2: the edge is not repeated
-        if (i >= n) i = 2 * (n - 1) - i;  // n → n-2
-      } else {
-        i = std::clamp<std::int64_t>(i, 0, n - 1);
-      }
+      const std::int64_t i = padded_source_index(o - lo, n, mode);
       m[static_cast<std::size_t>(o)] = i;
     }
   }

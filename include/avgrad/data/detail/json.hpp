@@ -1,16 +1,19 @@
 // A small strict JSON reader and writer for file headers (safetensors).
 //
-// The reader accepts RFC 8259 JSON except non-integer numbers (headers hold only sizes and
-// offsets), and it is meant for hostile input: every read is bounds-checked, nesting is
-// limited (kMaxDepth) so recursion cannot exhaust the stack, the number of values is limited
+// The reader accepts RFC 8259 JSON; integers stay exact 64-bit integers (headers hold
+// sizes and offsets), other numbers become doubles (Kind::Number). It is meant for hostile input: every read is
+// bounds-checked, nesting is limited (kMaxDepth) so recursion cannot exhaust the stack, the number of values is limited
 // so a large header cannot turn into an unbounded allocation, strings must be valid UTF-8
 // (escapes included: surrogates must pair), and duplicate object keys are an error rather
 // than a silent "last one wins". Every failure throws avgrad::Error("json", "<reason> at
 // byte <offset>").
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <limits>
 #include <string>
 #include <string_view>
@@ -27,10 +30,11 @@ inline constexpr std::size_t kMaxValues = std::size_t(1) << 21;  // ~200 MB of p
 
 /// A parsed value. Objects keep their keys in document order.
 struct Value {
-  enum class Kind : std::uint8_t { Null, Bool, Int, String, Array, Object };
+  enum class Kind : std::uint8_t { Null, Bool, Int, Number, String, Array, Object };
   Kind kind = Kind::Null;
   bool boolean = false;
   std::int64_t integer = 0;
+  double number = 0;  ///< a non-integer number (fraction or exponent)
   std::string string;
   std::vector<Value> items;       ///< array elements, or object values
   std::vector<std::string> keys;  ///< object keys, parallel to items
@@ -39,6 +43,9 @@ struct Value {
   bool is_array() const noexcept { return kind == Kind::Array; }
   bool is_string() const noexcept { return kind == Kind::String; }
   bool is_int() const noexcept { return kind == Kind::Int; }
+  bool is_number() const noexcept { return kind == Kind::Int || kind == Kind::Number; }
+  /// Any number as a double.
+  double as_double() const noexcept { return kind == Kind::Int ? static_cast<double>(integer) : number; }
   /// The value of `key` in an object, or nullptr.
   const Value* find(std::string_view key) const noexcept {
     for (std::size_t i = 0; i < keys.size(); ++i)
@@ -55,6 +62,8 @@ inline const char* kind_name(Value::Kind k) noexcept {
       return "boolean";
     case Value::Kind::Int:
       return "integer";
+    case Value::Kind::Number:
+      return "non-integer number";
     case Value::Kind::String:
       return "string";
     case Value::Kind::Array:
@@ -163,8 +172,7 @@ class Parser {
         break;
       default:
         if (peek() == '-' || (peek() >= '0' && peek() <= '9')) {
-          v.kind = Value::Kind::Int;
-          v.integer = parse_integer();
+          parse_number(v);
         } else {
           fail("unexpected character, expected a value");
         }
@@ -240,6 +248,52 @@ class Parser {
     }
   }
 
+  /// An integer (exact, Kind::Int) or, with a fraction or exponent, a double.
+  void parse_number(Value& v) {
+    const std::size_t start = pos_;
+    std::size_t end = pos_ + (peek() == '-' ? 1 : 0);
+    auto digits = [&] {
+      const std::size_t first = end;
+      while (end < s_.size() && s_[end] >= '0' && s_[end] <= '9') ++end;
+      return end > first;
+    };
+    digits();
+    const bool fraction = end < s_.size() && s_[end] == '.';
+    const bool exponent_next = end < s_.size() && (s_[end] == 'e' || s_[end] == 'E');
+    if (!fraction && !exponent_next) {
+      v.kind = Value::Kind::Int;
+      v.integer = parse_integer();
+      return;
+    }
+    parse_integer_digits_only();  // validates sign, digits and leading zeros of the integer part
+    end = pos_;
+    if (fraction) {
+      ++end;
+      pos_ = end;
+      if (!digits()) fail("expected a digit after the decimal point");
+    }
+    if (end < s_.size() && (s_[end] == 'e' || s_[end] == 'E')) {
+      ++end;
+      if (end < s_.size() && (s_[end] == '+' || s_[end] == '-')) ++end;
+      pos_ = end;
+      if (!digits()) fail("expected a digit in the exponent");
+    }
+    const std::string text(s_.substr(start, end - start));
+    v.kind = Value::Kind::Number;
+    v.number = std::strtod(text.c_str(), nullptr);
+    pos_ = end;
+    if (!std::isfinite(v.number)) fail("number out of the double range");
+  }
+
+  void parse_integer_digits_only() {
+    const bool negative = peek() == '-';
+    if (negative) ++pos_;
+    if (at_end() || peek() < '0' || peek() > '9') fail("expected a digit");
+    if (peek() == '0' && pos_ + 1 < s_.size() && s_[pos_ + 1] >= '0' && s_[pos_ + 1] <= '9')
+      fail("leading zeros are not allowed");
+    while (!at_end() && peek() >= '0' && peek() <= '9') ++pos_;
+  }
+
   std::int64_t parse_integer() {
     const bool negative = peek() == '-';
     if (negative) ++pos_;
@@ -256,7 +310,6 @@ class Parser {
       m = m * 10 + d;
       ++pos_;
     }
-    if (!at_end() && (peek() == '.' || peek() == 'e' || peek() == 'E')) fail("non-integer numbers are not supported");
     if (!negative) return static_cast<std::int64_t>(m);
     return m == (std::uint64_t(1) << 63) ? std::numeric_limits<std::int64_t>::min() : -static_cast<std::int64_t>(m);
   }
@@ -435,6 +488,12 @@ inline void write(std::string& out, const Value& v) {
     case Value::Kind::Int:
       out += std::to_string(v.integer);
       break;
+    case Value::Kind::Number: {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%.17g", v.number);
+      out += buf;
+      break;
+    }
     case Value::Kind::String:
       write_string(out, v.string);
       break;
