@@ -16,6 +16,7 @@
 #include "avgrad/backend/cpu/loops.hpp"
 #include "avgrad/core/philox.hpp"
 #include "avgrad/ops/join.hpp"
+#include "avgrad/ops/reduce.hpp"
 
 namespace avgrad::audio {
 
@@ -138,7 +139,8 @@ inline bool frames_worth_parallel(std::int64_t work) { return !omp_in_parallel()
 }  // namespace detail
 
 /// Frames of x (..., S) as (..., T, L), each cut by `framing` and processed by
-/// `proc` and, when defined, multiplied by `window` (L values). Differentiable with
+/// `proc` and, when defined, multiplied by `window` (L values). A non-finite sample
+/// is an error naming its index. Differentiable with
 /// respect to x (the window is a constant): the gradient of each frame goes through
 /// the transposed processing and is added back where the frame read it.
 template <Floating T> Tensor<T, Cpu> frames(const Tensor<T, Cpu>& x, const Framing& framing,
@@ -161,6 +163,7 @@ template <Floating T> Tensor<T, Cpu> frames(const Tensor<T, Cpu>& x, const Frami
   out_shape[out_shape.rank() - 1] = Tn;
   out_shape.push_back(L);
   const Tensor<T, Cpu> xc = x.contiguous();
+  check_finite(xc, "frames");  // a NaN sample would silently poison every frame that reads it
   const Tensor<T, Cpu> wc = window.defined() ? window.contiguous() : Tensor<T, Cpu>();
   auto y = Tensor<T, Cpu>::empty(out_shape);
   {
