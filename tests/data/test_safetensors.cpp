@@ -325,8 +325,6 @@ TEST(SafetensorsErrors, BadJson) {
       {R"({"a": {"dtype": "F32",)", "unexpected end of input"},
       {R"({"a": 1,})", "expected a string key"},
       {R"({} x)", "trailing"},
-      {R"({"a": {"dtype": "F32", "shape": [1.5], "data_offsets": [0, 4]}})", "non-integer"},
-      {R"({"a": {"dtype": "F32", "shape": [1e3], "data_offsets": [0, 4]}})", "non-integer"},
       {R"({"a": {"dtype": "F32", "dtype": "F64", "shape": [], "data_offsets": [0, 4]}})", "duplicate key \"dtype\""},
       {R"({"a": {}, "a": {}})", "duplicate key \"a\""},
       {"{\"a\xff\": 1}", "invalid UTF-8"},
@@ -342,6 +340,13 @@ TEST(SafetensorsErrors, BadJson) {
     SCOPED_TRACE(c.first.substr(0, 80));
     expect_error([&] { SafetensorsFile::from_bytes(image(c.first), "bad.safetensors"); },
                  {"bad.safetensors", "invalid JSON header", c.second});
+  }
+  // valid JSON numbers that are not sizes
+  for (const char* shape : {"[1.5]", "[1e3]"}) {
+    SCOPED_TRACE(shape);
+    const std::string h = std::string(R"({"a": {"dtype": "F32", "shape": )") + shape + R"(, "data_offsets": [0, 4]}})";
+    expect_error([&] { SafetensorsFile::from_bytes(image(h), "bad.safetensors"); },
+                 {"bad.safetensors", "shape", "non-integer number", "expected integers"});
   }
 }
 
@@ -461,15 +466,53 @@ TEST(Json, StringsAndEscapes) {
 
 TEST(Json, RejectsMalformed) {
   namespace json = detail::json;
-  for (const char* bad : {"", "{", "[1,]", "[1 2]", "{\"a\" 1}", "\"\\u12\"", "\"\\udc00\"", "\"\\ud800\\u0041\"", "-",
-                          "9223372036854775808", "-9223372036854775809", "1.0", "[] []", "\"\xed\xa0\x80\"",
-                          "\"\xc0\x80\"", "\"\xf4\x90\x80\x80\"", "nul", "{\"a\":1,\"a\":2}"}) {
+  for (const char* bad : {"",
+                          "{",
+                          "[1,]",
+                          "[1 2]",
+                          "{\"a\" 1}",
+                          "\"\\u12\"",
+                          "\"\\udc00\"",
+                          "\"\\ud800\\u0041\"",
+                          "-",
+                          "9223372036854775808",
+                          "-9223372036854775809",
+                          "1.",
+                          "1.e5",
+                          "1e",
+                          "-.5",
+                          "01.5",
+                          "1e+",
+                          "1e999",
+                          "[] []",
+                          "\"\xed\xa0\x80\"",
+                          "\"\xc0\x80\"",
+                          "\"\xf4\x90\x80\x80\"",
+                          "nul",
+                          "{\"a\":1,\"a\":2}"}) {
     SCOPED_TRACE(bad);
     expect_error([&] { json::parse(bad); }, {"json: "});
   }
   expect_error([&] { json::parse(std::string(65, '[') + std::string(65, ']')); }, {"nesting deeper than 64"});
   EXPECT_NO_THROW(json::parse(std::string(64, '[') + std::string(64, ']')));
   expect_error([&] { json::parse("[1,2,3,4]", 4); }, {"more than 4 values"});
+}
+
+TEST(Json, NumbersKeepIntegersExactAndReadOthersAsDoubles) {
+  namespace json = detail::json;
+  const auto v = json::parse("[9007199254740993, -0.25, 1e3, 6.02E-23, 0.97, -0]");
+  ASSERT_EQ(v.items.size(), 6u);
+  EXPECT_TRUE(v.items[0].is_int());
+  EXPECT_EQ(v.items[0].integer, 9007199254740993);  // not representable as a double
+  EXPECT_EQ(v.items[1].kind, json::Value::Kind::Number);
+  EXPECT_EQ(v.items[1].number, -0.25);
+  EXPECT_EQ(v.items[2].as_double(), 1000.0);
+  EXPECT_DOUBLE_EQ(v.items[3].number, 6.02e-23);
+  EXPECT_EQ(v.items[4].number, 0.97);
+  EXPECT_TRUE(v.items[5].is_int());
+  std::string out;
+  json::write(out, v);
+  EXPECT_EQ(json::parse(out).items[4].number, 0.97);  // round trip is exact (%.17g)
 }
 
 // ---- atomic replacement --------------------------------------------------------------------------
