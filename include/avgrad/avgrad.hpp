@@ -1,7 +1,18 @@
-// The umbrella header: core, autograd, every CPU op family, nn layers, optimizers, tensor files
-// and checkpoints. Include single headers instead to keep compile times down in large projects.
+// The umbrella header: core, autograd, every CPU op family, the audio front-end, nn layers,
+// optimizers, tensor files and checkpoints. Include single headers instead to keep compile
+// times down in large projects. Audio file I/O (avgrad/audio/io.hpp, resample.hpp) is not
+// included: it needs the avgrad::audio_io component (libsndfile, libsoxr).
 #pragma once
 
+#include "avgrad/audio/augment.hpp"
+#include "avgrad/audio/decibel.hpp"
+#include "avgrad/audio/filterbank.hpp"
+#include "avgrad/audio/frame.hpp"
+#include "avgrad/audio/frontend.hpp"
+#include "avgrad/audio/kaldi.hpp"
+#include "avgrad/audio/mel.hpp"
+#include "avgrad/audio/spectrum.hpp"
+#include "avgrad/audio/window.hpp"
 #include "avgrad/autograd/engine.hpp"
 #include "avgrad/autograd/grad_mode.hpp"
 #include "avgrad/autograd/gradcheck.hpp"
