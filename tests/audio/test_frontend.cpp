@@ -209,6 +209,26 @@ TEST(Decibel, ValuesFloorAndTopDbPerClip) {
   expect_error([&] { power_to_db(x, DbOptions{0, 1, 80.0}); }, {"power_to_db", "amin"});
 }
 
+TEST(Decibel, VectorisedFloatLogIsWithinTwoUlp) {
+  float worst = 0;
+  for (float x = 1.1920929e-7f; x < 3e38f; x *= 1.0009765f) {
+    const float want = std::log(x), got = fn::log_normal_float(x);
+    const float ulp = std::nextafter(std::abs(want), INFINITY) - std::abs(want);
+    worst = std::max(worst, std::abs(got - want) / ulp);
+  }
+  EXPECT_LE(worst, 2.0f);
+  auto y = log_floor(from_vector<float>({0.f, -1.f, 1.f, INFINITY, NAN, 1e-3f}));
+  const auto v = y.to_vector();
+  EXPECT_FLOAT_EQ(v[0], std::log(1.1920929e-7f));
+  EXPECT_FLOAT_EQ(v[1], v[0]);
+  EXPECT_EQ(v[2], 0.0f);
+  EXPECT_TRUE(std::isnan(v[3]));  // documented: non-finite input gives NaN in float
+  EXPECT_TRUE(std::isnan(v[4]));
+  EXPECT_NEAR(v[5], std::log(1e-3f), 1e-6);
+  Fn f = [](const std::vector<TD>& in) { return log_floor(in[0], 0.3); };
+  expect_gradcheck(f, {leaf({3, 5}, 19, 0.05, 2.0)});
+}
+
 // ---- Kaldi fbank end to end -------------------------------------------------------------
 
 kaldi::FbankOptions tiny_fbank() {

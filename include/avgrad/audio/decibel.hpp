@@ -3,13 +3,55 @@
 // that Kaldi uses. All differentiable.
 #pragma once
 
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <numbers>
 #include <optional>
 
 #include "avgrad/ops/reduce.hpp"
 #include "avgrad/ops/unary.hpp"
+
+namespace avgrad::fn {
+
+/// ln x for a finite normal float, written so that loops over it vectorise (glibc's
+/// logf is a scalar call): x = m·2^e with m in [√½, √2), then
+/// ln m = 2·atanh(s), s = (m − 1)/(m + 1), |s| ≤ 0.172, summed to s⁹ (next term < 4e−10),
+/// and e·ln 2 added in two parts. Relative error ≤ 2 ulp against std::log (tested).
+/// +∞ and NaN give NaN through the added (x − x): a select would keep GCC from
+/// vectorising under its default -ftrapping-math.
+AVGRAD_HOST_DEVICE inline float log_normal_float(float x) {
+  const auto bits = std::bit_cast<std::uint32_t>(x);
+  int e = static_cast<int>((bits >> 23) & 0xffu) - 127;
+  float m = std::bit_cast<float>((bits & 0x007fffffu) | 0x3f800000u);  // [1, 2)
+  const bool high = m > 1.41421356f;
+  m = high ? m * 0.5f : m;
+  e = high ? e + 1 : e;
+  const float s = (m - 1.0f) / (m + 1.0f), s2 = s * s;
+  const float series = 1.0f + s2 * (1.0f / 3 + s2 * (1.0f / 5 + s2 * (1.0f / 7 + s2 * (1.0f / 9))));
+  const float fe = static_cast<float>(e);
+  constexpr float ln2_hi = 0.693145752f, ln2_lo = 1.42860682e-06f;  // ln2_hi has 8 trailing zero bits
+  return fe * ln2_hi + (fe * ln2_lo + 2.0f * s * series) + (x - x);
+}
+
+/// y = scale·ln(max(x, floor)) − shift in one pass (Kaldi's log floor, decibels); the
+/// gradient is g·scale/x above the floor (boundary included, as clamp) and 0 below.
+/// floor must be a positive normal number. In float, +∞ and NaN give NaN (std::log
+/// gives +∞ for +∞); non-finite features are a bug upstream, and NaN keeps it visible.
+struct ScaledLogFloor {
+  double floor, scale, shift;
+  template <class T> AVGRAD_HOST_DEVICE T operator()(T x) const {
+    const T v = x < T(floor) ? T(floor) : x;
+    if constexpr (sizeof(T) == 4)
+      return T(scale) * log_normal_float(v) - T(shift);
+    else
+      return T(scale) * std::log(v) - T(shift);
+  }
+  template <class T> AVGRAD_HOST_DEVICE T grad(T x, T, T g) const { return x >= T(floor) ? g * T(scale) / x : T(0); }
+};
+
+}  // namespace avgrad::fn
 
 namespace avgrad::audio {
 
@@ -28,13 +70,12 @@ namespace detail {
 template <Floating T, Device D>
 Tensor<T, D> to_db(const char* op, const Tensor<T, D>& x, double multiplier, const DbOptions& o) {
   avgrad::detail::check_defined(x, op);
-  AVGRAD_CHECK(o.amin > 0 && std::isfinite(o.amin), op, "amin must be positive and finite, got ", o.amin);
+  AVGRAD_CHECK(o.amin >= std::numeric_limits<float>::min() && std::isfinite(o.amin), op,
+               "amin must be a positive normal number, got ", o.amin);
   AVGRAD_CHECK(o.ref > 0 && std::isfinite(o.ref), op, "ref must be positive and finite, got ", o.ref);
   AVGRAD_CHECK(!o.top_db || *o.top_db >= 0, op, "top_db must be non-negative, got ", o.top_db.value_or(0));
-  const double scale = multiplier / std::numbers::ln10;
-  Tensor<T, D> db = log(clamp(x, o.amin, std::numeric_limits<double>::infinity())) * static_cast<T>(scale);
-  const double shift = multiplier * std::log10(std::max(o.amin, o.ref));
-  if (shift != 0) db = db - static_cast<T>(shift);
+  const double scale = multiplier / std::numbers::ln10, shift = multiplier * std::log10(std::max(o.amin, o.ref));
+  Tensor<T, D> db = avgrad::detail::unary_op(op, x, fn::ScaledLogFloor{o.amin, scale, shift});
   if (!o.top_db || x.numel() == 0) return db;
   Axes last2 = x.dim() >= 2 ? Axes{-2, -1} : Axes{-1};
   if (x.dim() == 0) last2 = Axes{};
@@ -61,8 +102,9 @@ inline constexpr double kKaldiLogFloor = std::numeric_limits<float>::epsilon();
 /// gives a finite, zero gradient).
 template <Floating T, Device D> Tensor<T, D> log_floor(const Tensor<T, D>& x, double floor = kKaldiLogFloor) {
   avgrad::detail::check_defined(x, "log_floor");
-  AVGRAD_CHECK(floor > 0, "log_floor", "the floor must be positive, got ", floor);
-  return log(clamp(x, floor, std::numeric_limits<double>::infinity()));
+  AVGRAD_CHECK(floor >= std::numeric_limits<float>::min(), "log_floor",
+               "the floor must be a positive normal number, got ", floor);
+  return avgrad::detail::unary_op("log_floor", x, fn::ScaledLogFloor{floor, 1.0, 0.0});
 }
 
 }  // namespace avgrad::audio

@@ -47,9 +47,10 @@ template <class T> void halve_inner_bins(T* G, std::int64_t n, std::int64_t F) {
 /// The one-sided DFT of every frame of x (..., L) zero-padded to n_fft, with the L
 /// samples placed at [offset, offset + L) of the transform (torch.stft centres a short
 /// window inside n_fft this way; the placement changes only the phase). No window
-/// is applied here (frames() applies it). Differentiable: the backward is a real
-/// inverse FFT per frame (the forward FFT is recomputed for magnitude/power rather
-/// than storing the complex spectrum). |X| has gradient 0 where X = 0.
+/// is applied here (frames() applies it). Differentiable: the backward is one real
+/// inverse FFT per frame; magnitude and power keep the complex spectrum they computed
+/// anyway (rows·F·2 values, as PyTorch's abs() saves its complex input) rather than
+/// recomputing it. |X| has gradient 0 where X = 0.
 template <Floating T> Tensor<T, Cpu> spectrum(const Tensor<T, Cpu>& x, std::int64_t n_fft,
                                               SpectrumKind kind = SpectrumKind::complex, std::int64_t offset = 0) {
   avgrad::detail::check_defined(x, "spectrum");
@@ -61,61 +62,61 @@ template <Floating T> Tensor<T, Cpu> spectrum(const Tensor<T, Cpu>& x, std::int6
   const std::int64_t F = n_fft / 2 + 1, rows = L > 0 ? x.numel() / L : 0;
   Shape out_shape = x.shape();
   out_shape[out_shape.rank() - 1] = F;
-  if (kind == SpectrumKind::complex) out_shape.push_back(2);
+  Shape complex_shape = out_shape;
+  complex_shape.push_back(2);
+  if (kind == SpectrumKind::complex) out_shape = complex_shape;
+  const bool grad = autograd::any_requires_grad<T, Cpu>({&x});
   const auto plan = cpu::real_fft_plan<T>(n_fft);
   const Tensor<T, Cpu> xc = x.contiguous();
   auto y = Tensor<T, Cpu>::empty(out_shape);
+  // the complex spectrum: the output itself, or kept for the backward of |X| and |X|²
+  Tensor<T, Cpu> X = kind == SpectrumKind::complex ? y : grad ? Tensor<T, Cpu>::empty(complex_shape) : Tensor<T, Cpu>();
   {
     const T* xp = xc.data();
     T* yp = y.data();
+    T* Xp = X.defined() ? X.data() : nullptr;
 #pragma omp parallel if (detail::frames_worth_parallel(rows * n_fft))
     {
-      std::vector<T> in(static_cast<std::size_t>(n_fft), T(0)), X(static_cast<std::size_t>(2 * F)),
+      std::vector<T> in(static_cast<std::size_t>(n_fft), T(0)), row(static_cast<std::size_t>(2 * F)),
           scratch(plan->scratch_size());
 #pragma omp for
       for (std::int64_t r = 0; r < rows; ++r) {
         for (std::int64_t j = 0; j < L; ++j) in[static_cast<std::size_t>(offset + j)] = xp[r * L + j];
-        if (kind == SpectrumKind::complex) {
-          plan->forward(in.data(), yp + r * 2 * F, scratch.data());
-          continue;
-        }
-        plan->forward(in.data(), X.data(), scratch.data());
+        T* c = Xp ? Xp + r * 2 * F : row.data();
+        plan->forward(in.data(), c, scratch.data());
+        if (kind == SpectrumKind::complex) continue;
         T* out = yp + r * F;
         for (std::int64_t k = 0; k < F; ++k) {
-          const T re = X[static_cast<std::size_t>(2 * k)], im = X[static_cast<std::size_t>(2 * k + 1)];
-          const T p = re * re + im * im;
+          const T p = c[2 * k] * c[2 * k] + c[2 * k + 1] * c[2 * k + 1];
           out[k] = kind == SpectrumKind::power ? p : std::sqrt(p);
         }
       }
     }
   }
-  if (!autograd::any_requires_grad<T, Cpu>({&x})) return y;
-  autograd::Saved<T, Cpu> sx(kind == SpectrumKind::complex ? Tensor<T, Cpu>() : xc);
+  if (!grad) return y;
+  autograd::Saved<T, Cpu> sX(kind == SpectrumKind::complex ? Tensor<T, Cpu>() : X);
   autograd::Saved<T, Cpu> sy(kind == SpectrumKind::magnitude ? y : Tensor<T, Cpu>());
   const Shape x_shape = x.shape();
   return autograd::record<T, Cpu>("spectrum", y, {x}, [=](const Tensor<T, Cpu>& g_any, const std::vector<bool>&) {
     const Tensor<T, Cpu> g = g_any.contiguous();
     auto dx = Tensor<T, Cpu>::empty(x_shape);
     const T* gp = g.data();
-    const T* xp = sx.defined() ? sx.get("spectrum").data() : nullptr;
+    const T* Xp = sX.defined() ? sX.get("spectrum").data() : nullptr;
     const T* yp = sy.defined() ? sy.get("spectrum").data() : nullptr;
     T* dp = dx.data();
 #pragma omp parallel if (detail::frames_worth_parallel(rows * n_fft))
     {
-      std::vector<T> buf(static_cast<std::size_t>(n_fft), T(0)), X(static_cast<std::size_t>(2 * F)),
-          G(static_cast<std::size_t>(2 * F)), scratch(plan->scratch_size());
+      std::vector<T> buf(static_cast<std::size_t>(n_fft)), G(static_cast<std::size_t>(2 * F)),
+          scratch(plan->scratch_size());
 #pragma omp for
       for (std::int64_t r = 0; r < rows; ++r) {
         if (kind == SpectrumKind::complex) {
           for (std::int64_t k = 0; k < 2 * F; ++k) G[static_cast<std::size_t>(k)] = gp[r * 2 * F + k];
         } else {
-          std::fill(buf.begin(), buf.end(), T(0));
-          for (std::int64_t j = 0; j < L; ++j) buf[static_cast<std::size_t>(offset + j)] = xp[r * L + j];
-          plan->forward(buf.data(), X.data(), scratch.data());
+          const T* c = Xp + r * 2 * F;
           for (std::int64_t k = 0; k < F; ++k) {
-            const T re = X[static_cast<std::size_t>(2 * k)], im = X[static_cast<std::size_t>(2 * k + 1)];
-            const T gk = gp[r * F + k];
             // power: d|X|²/dRe = 2Re; magnitude: d|X|/dRe = Re/|X| (0 at X = 0)
+            const T gk = gp[r * F + k];
             T s;
             if (kind == SpectrumKind::power) {
               s = 2 * gk;
@@ -123,8 +124,8 @@ template <Floating T> Tensor<T, Cpu> spectrum(const Tensor<T, Cpu>& x, std::int6
               const T m = yp[r * F + k];
               s = m > T(0) ? gk / m : T(0);
             }
-            G[static_cast<std::size_t>(2 * k)] = s * re;
-            G[static_cast<std::size_t>(2 * k + 1)] = s * im;
+            G[static_cast<std::size_t>(2 * k)] = s * c[2 * k];
+            G[static_cast<std::size_t>(2 * k + 1)] = s * c[2 * k + 1];
           }
         }
         detail::halve_inner_bins(G.data(), n_fft, F);
