@@ -38,7 +38,6 @@ const fs::path kFixtures = fs::path(__FILE__).parent_path() / "fixtures";
 class Kwargs {
  public:
   explicit Kwargs(const json::Value* v) : v_(v) {}
-  ~Kwargs() = default;
   bool has(const std::string& k) const { return v_ && v_->find(k) && v_->find(k)->kind != json::Value::Kind::Null; }
   double num(const std::string& k, double def) { return has(k) ? use(k).as_double() : (mark(k), def); }
   std::int64_t integer(const std::string& k, std::int64_t def) {
@@ -91,8 +90,6 @@ kaldi::FbankOptions fbank_options(Kwargs& a) {
   return o;
 }
 
-Window window_fn(const std::string& name) { return parse_window(name); }
-
 StftOptions stft_options(Kwargs& a) {
   StftOptions o;
   o.n_fft = a.integer("n_fft", o.n_fft);
@@ -102,7 +99,7 @@ StftOptions stft_options(Kwargs& a) {
   const std::string pm = a.str("pad_mode", "reflect");
   o.pad_mode = pm == "reflect" ? PadMode::reflect : pm == "constant" ? PadMode::constant : PadMode::replicate;
   o.normalized = a.flag("normalized", false);
-  o.window = window_fn(a.str("window_fn", "hann"));
+  o.window = parse_window(a.str("window_fn", "hann"));
   Kwargs w = a.sub("wkwargs");
   o.symmetry = w.flag("periodic", true) ? Symmetry::periodic : Symmetry::symmetric;
   EXPECT_TRUE(w.unused().empty());

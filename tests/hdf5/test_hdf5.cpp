@@ -29,12 +29,6 @@ using avgrad::testing::expect_error;
 using avgrad::testing::TempDir;
 using namespace avgrad::data;
 
-template <class T> Tensor<T, Cpu> tensor(const std::vector<T>& v, const Shape& s) {
-  auto t = Tensor<T, Cpu>::empty(s);
-  std::copy(v.begin(), v.end(), t.data());
-  return t;
-}
-
 template <class T> std::vector<T> values(const Tensor<T, Cpu>& t) { return t.to_vector(); }
 
 /// Distinct, non-trivial floats so a misplaced row or element cannot go unnoticed.
@@ -53,14 +47,14 @@ TEST(Hdf5, RoundTripsEveryElementType) {
   const fs::path p = dir / "all.h5";
   {
     Hdf5Writer w(p);
-    w.write("f32", tensor<float>({1.5f, -2.25f, 3e30f, -0.0f, 7, 8}, Shape{2, 3}));
-    w.write("f64", tensor<double>({1e-300, -2.5, 3.0}, Shape{3}));
-    w.write("i32", tensor<std::int32_t>({-2147483647 - 1, 0, 2147483647, 5}, Shape{2, 2}));
-    w.write("i64", tensor<std::int64_t>({std::numeric_limits<std::int64_t>::min(), 42}, Shape{2}));
-    w.write("u8", tensor<std::uint8_t>({0, 255, 7}, Shape{3, 1}));
-    w.write("b", tensor<bool>({true, false, true, true}, Shape{4}));
-    w.write("nested/deeper/x", tensor<float>({9}, Shape{1}));
-    w.write("scalar", tensor<double>({6.5}, Shape{}));
+    w.write("f32", avgrad::from_vector<float>({1.5f, -2.25f, 3e30f, -0.0f, 7, 8}, Shape{2, 3}));
+    w.write("f64", avgrad::from_vector<double>({1e-300, -2.5, 3.0}, Shape{3}));
+    w.write("i32", avgrad::from_vector<std::int32_t>({-2147483647 - 1, 0, 2147483647, 5}, Shape{2, 2}));
+    w.write("i64", avgrad::from_vector<std::int64_t>({std::numeric_limits<std::int64_t>::min(), 42}, Shape{2}));
+    w.write("u8", avgrad::from_vector<std::uint8_t>({0, 255, 7}, Shape{3, 1}));
+    w.write("b", avgrad::from_vector<bool>({true, false, true, true}, Shape{4}));
+    w.write("nested/deeper/x", avgrad::from_vector<float>({9}, Shape{1}));
+    w.write("scalar", avgrad::from_vector<double>({6.5}, Shape{}));
     w.write("empty", Tensor<float, Cpu>::empty(Shape{0, 4}));
     w.commit();
   }
@@ -97,9 +91,9 @@ TEST(Hdf5, NamesHasAndKinds) {
   const fs::path p = dir / "tree.h5";
   {
     Hdf5Writer w(p);
-    w.write("b", tensor<float>({1}, Shape{1}));
-    w.write("a", tensor<float>({1}, Shape{1}));
-    w.write("g/x", tensor<float>({1}, Shape{1}));
+    w.write("b", avgrad::from_vector<float>({1}, Shape{1}));
+    w.write("a", avgrad::from_vector<float>({1}, Shape{1}));
+    w.write("g/x", avgrad::from_vector<float>({1}, Shape{1}));
     w.create_group("g/empty");
     w.commit();
   }
@@ -132,7 +126,7 @@ TEST(Hdf5, WritesNonContiguousTensorsInLogicalOrder) {
   TempDir dir("hdf5_");
   const fs::path p = dir / "t.h5";
   // A transposed view: element (i, j) of the view is element (j, i) of the storage.
-  auto base = tensor<float>({1, 2, 3, 4, 5, 6}, Shape{2, 3});
+  auto base = avgrad::from_vector<float>({1, 2, 3, 4, 5, 6}, Shape{2, 3});
   auto view = Tensor<float, Cpu>::from_storage(base.storage(), Shape{3, 2}, Shape{1, 3}, 0);
   ASSERT_FALSE(view.is_contiguous());
   {
@@ -153,7 +147,7 @@ TEST(Hdf5, ReadRowsReadsAHyperslabOfTheFirstDimension) {
     Hdf5Writer w(p);
     w.write("x", x);
     w.write("chunked", x, {.chunk_rows = 2, .deflate = 4});
-    w.write("s", tensor<float>({1}, Shape{}));
+    w.write("s", avgrad::from_vector<float>({1}, Shape{}));
     w.commit();
   }
   const Hdf5File f = Hdf5File::open(p);
@@ -181,17 +175,17 @@ TEST(Hdf5, ConvertsNumericTypesOnlyWhereValuesSurvive) {
   const fs::path p = dir / "conv.h5";
   {
     Hdf5Writer w(p);
-    w.write("f64", tensor<double>({0.1, -2.0, 1e-40}, Shape{3}));
-    w.write("f64_big", tensor<double>({1.0, 1e300}, Shape{2}));
-    w.write("f64_special", tensor<double>({std::nan(""), -INFINITY, INFINITY}, Shape{3}));
-    w.write("f64_int", tensor<double>({3.0, -4.0, 255.0}, Shape{3}));
-    w.write("f64_frac", tensor<double>({3.0, 2.5}, Shape{2, 1}));
-    w.write("i64", tensor<std::int64_t>({1, -7, (std::int64_t(1) << 40)}, Shape{3}));
-    w.write("i64_small", tensor<std::int64_t>({0, 1, -5}, Shape{3}));
-    w.write("i32_01", tensor<std::int32_t>({0, 1, 1}, Shape{3}));
-    w.write("i32_2", tensor<std::int32_t>({0, 1, 2}, Shape{3}));
-    w.write("u8", tensor<std::uint8_t>({200, 3}, Shape{2}));
-    w.write("b", tensor<bool>({true, false}, Shape{2}));
+    w.write("f64", avgrad::from_vector<double>({0.1, -2.0, 1e-40}, Shape{3}));
+    w.write("f64_big", avgrad::from_vector<double>({1.0, 1e300}, Shape{2}));
+    w.write("f64_special", avgrad::from_vector<double>({std::nan(""), -INFINITY, INFINITY}, Shape{3}));
+    w.write("f64_int", avgrad::from_vector<double>({3.0, -4.0, 255.0}, Shape{3}));
+    w.write("f64_frac", avgrad::from_vector<double>({3.0, 2.5}, Shape{2, 1}));
+    w.write("i64", avgrad::from_vector<std::int64_t>({1, -7, (std::int64_t(1) << 40)}, Shape{3}));
+    w.write("i64_small", avgrad::from_vector<std::int64_t>({0, 1, -5}, Shape{3}));
+    w.write("i32_01", avgrad::from_vector<std::int32_t>({0, 1, 1}, Shape{3}));
+    w.write("i32_2", avgrad::from_vector<std::int32_t>({0, 1, 2}, Shape{3}));
+    w.write("u8", avgrad::from_vector<std::uint8_t>({200, 3}, Shape{2}));
+    w.write("b", avgrad::from_vector<bool>({true, false}, Shape{2}));
     w.commit();
   }
   const Hdf5File f = Hdf5File::open(p);
@@ -308,8 +302,8 @@ TEST(Hdf5, WriterOutputReadsBackThroughTheRawApi) {
   const fs::path p = dir / "w.h5";
   {
     Hdf5Writer w(p);
-    w.write("g/x", tensor<std::int64_t>({5, -6, 7}, Shape{3}));
-    w.write("flags", tensor<bool>({false, true}, Shape{2}));
+    w.write("g/x", avgrad::from_vector<std::int64_t>({5, -6, 7}, Shape{3}));
+    w.write("flags", avgrad::from_vector<bool>({false, true}, Shape{2}));
     w.commit();
   }
   const hid_t file = H5Fopen(p.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
@@ -354,7 +348,7 @@ TEST(Hdf5Writer, IsAtomic) {
   const fs::path p = dir / "a.h5";
   {
     Hdf5Writer w(p);
-    w.write("x", tensor<float>({1, 2}, Shape{2}));
+    w.write("x", avgrad::from_vector<float>({1, 2}, Shape{2}));
     // Nothing at the target until commit; the bytes live in one temp file beside it.
     EXPECT_FALSE(fs::exists(p));
     EXPECT_EQ(listing(dir.path).size(), 1u);
@@ -364,15 +358,15 @@ TEST(Hdf5Writer, IsAtomic) {
   const auto before = file_bytes(p);
   {
     Hdf5Writer w(p);
-    w.write("x", tensor<float>({3, 4, 5}, Shape{3}));
+    w.write("x", avgrad::from_vector<float>({3, 4, 5}, Shape{3}));
     // destroyed without commit: the old file stays, the temp file goes
   }
   EXPECT_EQ(file_bytes(p), before);
   EXPECT_EQ(listing(dir.path), std::vector<fs::path>{"a.h5"});
   try {
     Hdf5Writer w(p);
-    w.write("y", tensor<float>({3}, Shape{1}));
-    w.write("y", tensor<float>({4}, Shape{1}));
+    w.write("y", avgrad::from_vector<float>({3}, Shape{1}));
+    w.write("y", avgrad::from_vector<float>({4}, Shape{1}));
     w.commit();
     ADD_FAILURE() << "duplicate dataset accepted";
   } catch (const avgrad::Error& e) {
@@ -383,9 +377,9 @@ TEST(Hdf5Writer, IsAtomic) {
   EXPECT_EQ(listing(dir.path), std::vector<fs::path>{"a.h5"});
   {
     Hdf5Writer w(p);
-    w.write("x", tensor<float>({3, 4, 5}, Shape{3}));
+    w.write("x", avgrad::from_vector<float>({3, 4, 5}, Shape{3}));
     w.commit();
-    expect_error([&] { w.write("z", tensor<float>({1}, Shape{1})); }, {"already committed"});
+    expect_error([&] { w.write("z", avgrad::from_vector<float>({1}, Shape{1})); }, {"already committed"});
     expect_error([&] { w.commit(); }, {"commit after commit"});
   }
   EXPECT_EQ(values(Hdf5File::open(p).read<float>("x")), (std::vector<float>{3, 4, 5}));
@@ -396,12 +390,13 @@ TEST(Hdf5Writer, RejectsBadArguments) {
   expect_error([&] { Hdf5Writer w(dir / "missing_dir" / "x.h5"); }, {"missing_dir", "cannot create a temporary file"});
   expect_error([&] { Hdf5Writer w(dir.path); }, {dir.path.string(), "is a directory"});
   Hdf5Writer w(dir / "x.h5");
-  const auto t = tensor<float>({1, 2}, Shape{2});
+  const auto t = avgrad::from_vector<float>({1, 2}, Shape{2});
   expect_error([&] { w.write("", t); }, {"empty dataset name"});
   expect_error([&] { w.write("u", Tensor<float, Cpu>()); }, {"'/u'", "undefined"});
   expect_error([&] { w.write("c", t, {.chunk_rows = 0, .deflate = 3}); }, {"deflate needs chunk_rows > 0"});
   expect_error([&] { w.write("c", t, {.chunk_rows = 1, .deflate = 10}); }, {"deflate level 10"});
-  expect_error([&] { w.write("c", tensor<float>({1}, Shape{}), {.chunk_rows = 1}); }, {"a scalar cannot be chunked"});
+  expect_error([&] { w.write("c", avgrad::from_vector<float>({1}, Shape{}), {.chunk_rows = 1}); },
+               {"a scalar cannot be chunked"});
   w.create_group("g");
   expect_error([&] { w.create_group("g"); }, {"group '/g': cannot create the group"});
 }
@@ -456,7 +451,7 @@ TEST(Hdf5File, SurvivesCorruptedBytes) {
   {
     Hdf5Writer w(good);
     w.write("a", ramp(Shape{16, 8}, 1.0f, 0.0f));
-    w.write("b", tensor<std::int32_t>({1, 2, 3}, Shape{3}));
+    w.write("b", avgrad::from_vector<std::int32_t>({1, 2, 3}, Shape{3}));
     w.write("c", ramp(Shape{16, 8}, 2.0f, 1.0f), {.chunk_rows = 4});
     w.commit();
   }
@@ -596,7 +591,7 @@ TEST(AudioSetFeatures, FlatLayout) {
     auto li = Tensor<std::uint8_t, Cpu>::empty(Shape{3, kK});
     for (std::int64_t k = 0; k < 3 * kK; ++k) li.data()[k] = static_cast<std::uint8_t>(b.l.data()[k]);
     w.write("labels", li);
-    w.write("meta/ids", tensor<std::int32_t>({7, 8, 9}, Shape{3}));  // ignored
+    w.write("meta/ids", avgrad::from_vector<std::int32_t>({7, 8, 9}, Shape{3}));  // ignored
     w.commit();
   }
   const auto ds = AudioSetFeatures::open(p);
@@ -639,7 +634,7 @@ TEST(AudioSetFeatures, PreBatchedGroupsInNumericKeyOrder) {
       w.write(g + "/labels", blocks.back().l);
       total += sizes[k];
     }
-    w.write("info", tensor<std::int32_t>({1}, Shape{1}));  // not an e_<i> key: ignored
+    w.write("info", avgrad::from_vector<std::int32_t>({1}, Shape{1}));  // not an e_<i> key: ignored
     w.commit();
   }
   const auto ds = AudioSetFeatures::open(p);
