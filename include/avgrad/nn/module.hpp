@@ -46,6 +46,8 @@ struct LoadReport {
 template <Floating T, Device D = Cpu> class Module {
  public:
   using Tensor_ = Tensor<T, D>;
+  using value_type = T;
+  using device_type = D;
 
   Module() = default;
   virtual ~Module() = default;
