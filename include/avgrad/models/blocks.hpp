@@ -45,8 +45,8 @@ template <int N, Floating T, Device D = Cpu> class ConvBnAct : public nn::UnaryM
     return relu_ ? relu(y) : y;
   }
   std::string describe() const override {
-    return detail::concat("ConvBnAct", N, "d(", conv.in_channels(), " → ", conv.out_channels(),
-                          relu_ ? ", relu" : "", ")");
+    return detail::concat("ConvBnAct", N, "d(", conv.in_channels(), " → ", conv.out_channels(), relu_ ? ", relu" : "",
+                          ")");
   }
 
   Conv conv;
@@ -102,27 +102,31 @@ template <int N, Floating T, Device D = Cpu> class BasicBlock : public nn::Unary
 
 /// A 2-D feature map (B, C, T, F) as a sequence over time: the mean over frequency, (B, T, C).
 template <Floating T, Device D> Tensor<T, D> freq_mean_sequence(const Tensor<T, D>& x) {
-  check_input("freq_mean_sequence", x, [](auto& t) { return t.dim() == 4; }, "a feature map (B, C, T, F)");
+  check_input(
+      "freq_mean_sequence", x, [](auto& t) { return t.dim() == 4; }, "a feature map (B, C, T, F)");
   return mean(x, {3}).transpose(1, 2);
 }
 
 /// A 2-D feature map (B, C, T, F) as a sequence over time with channels and frequency
 /// flattened, (B, T, C·F) — the study's stem output (512 channels × 2 bins = 1024).
 template <Floating T, Device D> Tensor<T, D> freq_flatten_sequence(const Tensor<T, D>& x) {
-  check_input("freq_flatten_sequence", x, [](auto& t) { return t.dim() == 4; }, "a feature map (B, C, T, F)");
+  check_input(
+      "freq_flatten_sequence", x, [](auto& t) { return t.dim() == 4; }, "a feature map (B, C, T, F)");
   const std::int64_t B = x.size(0), C = x.size(1), Tn = x.size(2), F = x.size(3);
   return x.permute({0, 2, 1, 3}).reshape({B, Tn, C * F});
 }
 
 /// A 3-D feature map (B, C, T, H, W) as a sequence over time: the spatial mean, (B, T, C).
 template <Floating T, Device D> Tensor<T, D> spatial_mean_sequence(const Tensor<T, D>& x) {
-  check_input("spatial_mean_sequence", x, [](auto& t) { return t.dim() == 5; }, "a feature map (B, C, T, H, W)");
+  check_input(
+      "spatial_mean_sequence", x, [](auto& t) { return t.dim() == 5; }, "a feature map (B, C, T, H, W)");
   return mean(x, {3, 4}).transpose(1, 2);
 }
 
 /// Mean over the sequence axis of a (B, L, D) latent; a pooled (B, D) latent is returned as is.
 template <Floating T, Device D> Tensor<T, D> pool_latent(const Tensor<T, D>& z) {
-  check_input("pool_latent", z, [](auto& t) { return t.dim() == 2 || t.dim() == 3; }, "a latent (B, D) or (B, L, D)");
+  check_input(
+      "pool_latent", z, [](auto& t) { return t.dim() == 2 || t.dim() == 3; }, "a latent (B, D) or (B, L, D)");
   return z.dim() == 3 ? mean(z, {1}) : z;
 }
 

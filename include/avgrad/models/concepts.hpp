@@ -67,46 +67,45 @@ template <class M> using module_tensor_t = Tensor<typename M::value_type, typena
 /// An encoder maps one modality's input to its latent, (B, D) or (B, L, D) with D = latent_dim().
 template <class E>
 concept Encoder = std::derived_from<E, nn::Module<typename E::value_type, typename E::device_type>> &&
-                  requires(E& e, const E& ce, const module_tensor_t<E>& x) {
-                    { e.forward(x) } -> std::same_as<module_tensor_t<E>>;
-                    { ce.latent_dim() } -> std::convertible_to<std::int64_t>;
-                  };
+    requires(E& e, const E& ce, const module_tensor_t<E>& x) {
+  { e.forward(x) } -> std::same_as<module_tensor_t<E>>;
+  { ce.latent_dim() } -> std::convertible_to<std::int64_t>;
+};
 
 /// A head maps a latent to logits (B, K). Heads are callable on latents alone, which is
 /// what the convexity metric does with interpolated latents.
 template <class H>
 concept Head = std::derived_from<H, nn::Module<typename H::value_type, typename H::device_type>> &&
-               requires(H& h, const H& ch, const module_tensor_t<H>& z) {
-                 { h.forward(z) } -> std::same_as<module_tensor_t<H>>;
-                 { ch.num_classes() } -> std::convertible_to<std::int64_t>;
-                 { ch.multi_label() } -> std::convertible_to<bool>;
-               };
+    requires(H& h, const H& ch, const module_tensor_t<H>& z) {
+  { h.forward(z) } -> std::same_as<module_tensor_t<H>>;
+  { ch.num_classes() } -> std::convertible_to<std::int64_t>;
+  { ch.multi_label() } -> std::convertible_to<bool>;
+};
 
 /// A fusion combines the two branches' latents (either may be undefined: missing) into
 /// the fused latent of dimension latent_dim().
 template <class F>
 concept Fusion = std::derived_from<F, nn::Module<typename F::value_type, typename F::device_type>> &&
-                 requires(F& f, const F& cf, const module_tensor_t<F>& za, const module_tensor_t<F>& zv) {
-                   { f.fuse(za, zv) } -> std::same_as<module_tensor_t<F>>;
-                   { cf.latent_dim() } -> std::convertible_to<std::int64_t>;
-                   { cf.missing() } -> std::same_as<MissingModality>;
-                 };
+    requires(F& f, const F& cf, const module_tensor_t<F>& za, const module_tensor_t<F>& zv) {
+  { f.fuse(za, zv) } -> std::same_as<module_tensor_t<F>>;
+  { cf.latent_dim() } -> std::convertible_to<std::int64_t>;
+  { cf.missing() } -> std::same_as<MissingModality>;
+};
 
 /// What attacks, metrics and trainers need of any audio-visual model: one call on any
 /// subset of its modalities returning every latent and logit, and the head for each
 /// latent space (fused, or a branch's own) applicable to latents alone.
 template <class M>
-concept AVModel =
-    std::derived_from<M, nn::Module<typename M::value_type, typename M::device_type>> &&
+concept AVModel = std::derived_from<M, nn::Module<typename M::value_type, typename M::device_type>> &&
     requires(M& m, const M& cm, const AVInput<typename M::value_type, typename M::device_type>& in,
              const module_tensor_t<M>& z, Modality mod) {
-      { m.forward(in) } -> std::same_as<AVOutput<typename M::value_type, typename M::device_type>>;
-      { cm.modalities() } -> std::same_as<Modalities>;
-      { cm.num_classes() } -> std::convertible_to<std::int64_t>;
-      { cm.multi_label() } -> std::convertible_to<bool>;
-      { m.fused_head_logits(z) } -> std::same_as<module_tensor_t<M>>;
-      { m.branch_head_logits(mod, z) } -> std::same_as<module_tensor_t<M>>;
-    };
+  { m.forward(in) } -> std::same_as<AVOutput<typename M::value_type, typename M::device_type>>;
+  { cm.modalities() } -> std::same_as<Modalities>;
+  { cm.num_classes() } -> std::convertible_to<std::int64_t>;
+  { cm.multi_label() } -> std::convertible_to<bool>;
+  { m.fused_head_logits(z) } -> std::same_as<module_tensor_t<M>>;
+  { m.branch_head_logits(mod, z) } -> std::same_as<module_tensor_t<M>>;
+};
 
 /// Input check shared by encoders, fusions and heads: throws "who: expected <expected>,
 /// got <shape>" unless x is defined and ok(x) holds (ok is not called on an undefined x).
