@@ -196,7 +196,11 @@ TEST(CnnStem10C5P, RejectsBadOptionsAndInputs) {
       {"CnnStem10C5P", "expected features (B, T, 16) or (B, 1, T, 16)", "got (2,20,8)"});
   expect_error([&] { stem(features({2, 3, 20, 16}, 1)); }, {"CnnStem10C5P", "got (2,3,20,16)"});
   expect_error([&] { stem(features({20, 16}, 1)); }, {"CnnStem10C5P", "got (20,16)"});
-  expect_error([&] { stem(features({2, 3, 16}, 1)); }, {"CnnStem10C5P", "at least 4 frames", "got (2,3,16)"});
+  expect_error(
+      [&] {
+        stem(features({2, 3, 16}, 1));
+      },
+      {"CnnStem10C5P", "with at least 4 frames (what", "got (2,3,16)"});
   expect_error([&] { stem(TD()); }, {"CnnStem10C5P", "an undefined tensor"});
 }
 

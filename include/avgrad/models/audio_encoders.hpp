@@ -56,9 +56,10 @@ template <Floating T, Device D> Tensor<T, D> as_image(const char* who, const Ten
     const std::int64_t tt = t.size(-2), ff = t.size(-1);
     return t.size(0) > 0 && (bins <= 0 || ff == bins) && (frames <= 0 || tt == frames) && tt >= min_t && ff >= min_f;
   };
-  std::string expected = feature_layout(bins, frames);
-  if (min_t > 1 || min_f > 1)
-    expected += detail::concat(" with at least ", min_t, " frames and ", min_f, " bins (what the pooling needs)");
+  std::string expected = feature_layout(bins, frames), need;
+  if (min_t > 1) need = detail::concat(min_t, " frames");
+  if (min_f > 1) need += detail::concat(need.empty() ? "" : " and ", min_f, " bins");
+  if (!need.empty()) expected += " with at least " + need + " (what the pooling needs)";
   check_input(who, x, ok, expected);
   return x.dim() == 3 ? x.unsqueeze(1) : x;
 }
@@ -140,8 +141,9 @@ template <Floating T, Device D = Cpu> class CnnStem10C5P : public nn::UnaryModul
 
   /// features (B, T, num_bins) or (B, 1, T, num_bins) → (B, T', latent_dim()).
   Tensor<T, D> forward(const Tensor<T, D>& x) override {
-    Tensor<T, D> h = audio_detail::as_image("CnnStem10C5P", x, opt_.num_bins, 0,
-                                            audio_detail::min_extent(opt_.pools, 0), opt_.num_bins);
+    // num_bins was checked against the frequency pools at construction; only time can be short
+    Tensor<T, D> h =
+        audio_detail::as_image("CnnStem10C5P", x, opt_.num_bins, 0, audio_detail::min_extent(opt_.pools, 0));
     for (std::size_t i = 0; i < layers.size(); ++i) {
       h = layers[i](h);
       if ((static_cast<std::int64_t>(i) + 1) % opt_.pool_every == 0) {
