@@ -2,6 +2,8 @@
 // formulas written here independently of the modules, gradchecks in double at tiny sizes,
 // checks that can fail for what each encoder promises (frames encoded independently, the
 // ViViT attention really factorised over time and space), errors, and every default size.
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <set>
 
