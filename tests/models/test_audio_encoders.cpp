@@ -163,6 +163,18 @@ TEST(CnnStem10C5P, SmallShapesAndBothInputLayouts) {
   EXPECT_EQ(stem.state_dict().count("layers.3.bn.running_var"), 1u);
 }
 
+TEST(CnnStem10C5P, SeveralInputChannelsForChannelEarlyFusion) {
+  Generator g(21);
+  auto o = CnnStemOptions::small();
+  o.in_channels = 2;
+  CnnStem10C5P<double> stem(o, g);
+  EXPECT_EQ((stem.layers.get<ConvBnAct<2, double>>(0).conv.in_channels()), 2);
+  EXPECT_EQ(stem(features({2, 2, 20, 16}, 22)).shape(), (Shape{2, 5, 32}));
+  expect_error([&] { stem(features({2, 20, 16}, 23)); }, {"CnnStem10C5P", "(B, 2, T, 16)", "(2,20,16)"});
+  o.in_channels = 0;
+  expect_error([&] { CnnStem10C5P<double> bad(o); }, {"CnnStem10C5P", "in_channels"});
+}
+
 TEST(CnnStem10C5P, GradcheckInputAndConvWeight) {
   Generator g(5);
   CnnStem10C5P<double> stem({{2, 3}, {{2, 2}}, 2, 4}, g);  // batch norm in training mode, batch 2

@@ -197,7 +197,7 @@ TEST(GatedFusion, ConvexCombinationOfTheTwoBranches) {
 
 TEST(MidFusion, ConcatenatesAlignedFeaturesIntoATransformer) {
   Generator gen(24);
-  MidFusionOptions o{.audio_dim = 4, .video_dim = 6, .dim = 8, .heads = 2, .dim_feedforward = 16, .dropout = 0.0};
+  MidFusionOptions o{.audio_dim = 4, .video_dim = 6, .dim = 8, .num_heads = 2, .dim_feedforward = 16, .dropout = 0.0};
   MidFusion<double> f(o, gen);
   f.eval();
   auto za = randn_d({2, 9, 4}, 25), zv = randn_d({2, 3, 6}, 26);
@@ -272,7 +272,7 @@ TEST(BottleneckFusion, ModalitiesExchangeOnlyThroughTheBottleneck) {
   BottleneckFusionOptions o{.audio_dim = 6,
                             .video_dim = 4,
                             .dim = 4,
-                            .heads = 2,
+                            .num_heads = 2,
                             .dim_feedforward = 8,
                             .depth = 2,
                             .fusion_layer = 0,
@@ -475,13 +475,14 @@ TEST(Overfit, EveryFusionLearnsATinyBatch) {
       "gated", gen);
   expect_overfits(
       std::make_unique<MidFusion<float>>(
-          MidFusionOptions{.audio_dim = 8, .video_dim = 8, .dim = 8, .heads = 2, .dim_feedforward = 16, .dropout = 0.0},
+          MidFusionOptions{
+              .audio_dim = 8, .video_dim = 8, .dim = 8, .num_heads = 2, .dim_feedforward = 16, .dropout = 0.0},
           gen),
       8, "mid", gen);
   expect_overfits(std::make_unique<BottleneckFusion<float>>(BottleneckFusionOptions{.audio_dim = 8,
                                                                                     .video_dim = 8,
                                                                                     .dim = 8,
-                                                                                    .heads = 2,
+                                                                                    .num_heads = 2,
                                                                                     .dim_feedforward = 16,
                                                                                     .depth = 2,
                                                                                     .fusion_layer = 1,

@@ -501,7 +501,7 @@ TEST(VivitEncoder, DefaultSize) {
 std::int64_t feature_sequence_params(const m::FeatureSequenceEncoderOptions& o) {
   std::int64_t n = o.d_model != o.input_dim ? o.input_dim * o.d_model + o.d_model : 0;
   if (o.learned_positions) n += o.num_frames * o.d_model;
-  n += (o.share_weights ? 1 : o.num_layers) * transformer_layer(o.d_model, o.ffn_dim);
+  n += (o.share_weights ? 1 : o.num_layers) * transformer_layer(o.d_model, o.dim_feedforward);
   return n + o.d_model * o.out_dim + o.out_dim;
 }
 
@@ -537,7 +537,7 @@ TEST(FeatureSequenceEncoder, Gradcheck) {
   o.input_dim = 6;
   o.d_model = 4;
   o.num_heads = 2;
-  o.ffn_dim = 8;
+  o.dim_feedforward = 8;
   o.num_layers = 2;
   o.share_weights = true;
   o.learned_positions = true;

@@ -38,25 +38,27 @@ using TimeFreq = std::array<std::int64_t, 2>;
 
 namespace audio_detail {
 
-/// "(B, T, F) or (B, 1, T, F)" with F spelled out when the encoder fixes it (bins > 0).
-inline std::string feature_layout(std::int64_t bins, std::int64_t frames = 0) {
+/// "(B, T, F) or (B, 1, T, F)" with F spelled out when the encoder fixes it (bins > 0);
+/// "(B, C, T, F)" for a multi-channel input.
+inline std::string feature_layout(std::int64_t bins, std::int64_t frames = 0, std::int64_t channels = 1) {
   const std::string t = frames > 0 ? std::to_string(frames) : std::string("T");
   const std::string f = bins > 0 ? std::to_string(bins) : std::string("F");
+  if (channels != 1) return "features (B, " + std::to_string(channels) + ", " + t + ", " + f + ")";
   return "features (B, " + t + ", " + f + ") or (B, 1, " + t + ", " + f + ")";
 }
 
-/// The features as a one-channel image (B, 1, T, F), checked: rank 3, or rank 4 with one
-/// channel; F == bins and T == frames where those are fixed (> 0); T and F at least
-/// min_t, min_f, the smallest extent the encoder's pooling leaves non-empty.
+/// The features as a `channels`-channel image (B, C, T, F), checked: rank 3 (one channel),
+/// or rank 4 with C channels; F == bins and T == frames where those are fixed (> 0); T and F
+/// at least min_t, min_f, the smallest extent the encoder's pooling leaves non-empty.
 template <Floating T, Device D> Tensor<T, D> as_image(const char* who, const Tensor<T, D>& x, std::int64_t bins,
                                                       std::int64_t frames = 0, std::int64_t min_t = 1,
-                                                      std::int64_t min_f = 1) {
+                                                      std::int64_t min_f = 1, std::int64_t channels = 1) {
   auto ok = [&](const Tensor<T, D>& t) {
-    if (!(t.dim() == 3 || (t.dim() == 4 && t.size(1) == 1))) return false;
+    if (!((t.dim() == 3 && channels == 1) || (t.dim() == 4 && t.size(1) == channels))) return false;
     const std::int64_t tt = t.size(-2), ff = t.size(-1);
     return t.size(0) > 0 && (bins <= 0 || ff == bins) && (frames <= 0 || tt == frames) && tt >= min_t && ff >= min_f;
   };
-  std::string expected = feature_layout(bins, frames), need;
+  std::string expected = feature_layout(bins, frames, channels), need;
   if (min_t > 1) need = detail::concat(min_t, " frames");
   if (min_f > 1) need += detail::concat(need.empty() ? "" : " and ", min_f, " bins");
   if (!need.empty()) expected += " with at least " + need + " (what the pooling needs)";
@@ -103,6 +105,8 @@ struct CnnStemOptions {
   std::int64_t pool_every = 2;
   /// Frequency bins of the input; fixes latent_dim() = channels.back() · pooled bins.
   std::int64_t num_bins = 64;
+  /// Input channels: 1 for a spectrogram; 2 when early fusion stacks video onto the audio grid.
+  std::int64_t in_channels = 1;
 
   /// 4 convs (4, 4, 8, 8), pools (2, 2) twice, 16 bins: latent 8 · 4 = 32.
   static CnnStemOptions small() { return {{4, 4, 8, 8}, {{2, 2}, {2, 2}}, 2, 16}; }
@@ -131,7 +135,8 @@ template <Floating T, Device D = Cpu> class CnnStem10C5P : public nn::UnaryModul
     AVGRAD_CHECK(opt.num_bins > 0 && audio_detail::pooled(opt.num_bins, opt.pools, 1) > 0, who, "num_bins ",
                  opt.num_bins, " does not survive the frequency pools (needs at least ",
                  audio_detail::min_extent(opt.pools, 1), ")");
-    std::int64_t in = 1;
+    AVGRAD_CHECK(opt.in_channels > 0, who, "in_channels must be positive, got ", opt.in_channels);
+    std::int64_t in = opt.in_channels;
     for (std::int64_t c : opt.channels) {
       layers.template emplace<ConvBnAct<2, T, D>>(in, c, 3, 1, true, gen);
       in = c;
@@ -139,11 +144,11 @@ template <Floating T, Device D = Cpu> class CnnStem10C5P : public nn::UnaryModul
     this->register_module("layers", layers);
   }
 
-  /// features (B, T, num_bins) or (B, 1, T, num_bins) → (B, T', latent_dim()).
+  /// features (B, T, num_bins) or (B, in_channels, T, num_bins) → (B, T', latent_dim()).
   Tensor<T, D> forward(const Tensor<T, D>& x) override {
     // num_bins was checked against the frequency pools at construction; only time can be short
-    Tensor<T, D> h =
-        audio_detail::as_image("CnnStem10C5P", x, opt_.num_bins, 0, audio_detail::min_extent(opt_.pools, 0));
+    Tensor<T, D> h = audio_detail::as_image("CnnStem10C5P", x, opt_.num_bins, 0,
+                                            audio_detail::min_extent(opt_.pools, 0), 1, opt_.in_channels);
     for (std::size_t i = 0; i < layers.size(); ++i) {
       h = layers[i](h);
       if ((static_cast<std::int64_t>(i) + 1) % opt_.pool_every == 0) {

@@ -220,7 +220,7 @@ template <Floating T, Device D = Cpu> class GatedFusion : public FusionBase<T, D
 struct MidFusionOptions {
   std::int64_t audio_dim = 1024, video_dim = 2048;
   std::int64_t dim = 1024;  ///< the transformer's width
-  std::int64_t heads = 8, dim_feedforward = 1024, layers = 2;
+  std::int64_t num_heads = 8, dim_feedforward = 1024, layers = 2;
   bool share_weights = true;  ///< one layer applied `layers` times, as the study's transformer
   double dropout = 0.1;
   TimeAlign align = TimeAlign::shorter;
@@ -239,7 +239,7 @@ template <Floating T, Device D = Cpu> class MidFusion : public FusionBase<T, D> 
         transformer(
             [&] {
               return std::make_unique<nn::TransformerEncoderLayer<T, D>>(
-                  o.dim, o.heads, o.dim_feedforward, o.dropout, nn::TransformerActivation::relu, 1e-5, false, gen);
+                  o.dim, o.num_heads, o.dim_feedforward, o.dropout, nn::TransformerActivation::relu, 1e-5, false, gen);
             },
             o.layers, nullptr, o.share_weights) {
     AVGRAD_CHECK(o.missing != MissingModality::skip, "MidFusion",
@@ -403,7 +403,7 @@ template <Floating T, Device D = Cpu> class InputPassthrough : public nn::UnaryM
 
 struct BottleneckFusionOptions {
   std::int64_t audio_dim = 768, video_dim = 768;
-  std::int64_t dim = 768, heads = 12, dim_feedforward = 3072;
+  std::int64_t dim = 768, num_heads = 12, dim_feedforward = 3072;
   std::int64_t depth = 4;         ///< transformer layers per modality
   std::int64_t fusion_layer = 2;  ///< layers [fusion_layer, depth) exchange through the bottleneck
   std::int64_t bottleneck_tokens = 4;
@@ -487,7 +487,7 @@ template <Floating T, Device D = Cpu> class BottleneckFusion : public FusionBase
 
  private:
   std::unique_ptr<nn::TransformerEncoderLayer<T, D>> make_layer(Generator& gen) const {
-    return std::make_unique<nn::TransformerEncoderLayer<T, D>>(o_.dim, o_.heads, o_.dim_feedforward, o_.dropout,
+    return std::make_unique<nn::TransformerEncoderLayer<T, D>>(o_.dim, o_.num_heads, o_.dim_feedforward, o_.dropout,
                                                                nn::TransformerActivation::gelu, 1e-6, true, gen);
   }
   /// One layer over [x; b]; returns the updated x and this modality's copy of b.

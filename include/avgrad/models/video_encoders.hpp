@@ -655,7 +655,7 @@ struct FeatureSequenceEncoderOptions {
   std::int64_t num_frames = 10;   ///< length of the learned position table (1 fps × 10 s)
   std::int64_t d_model = 2048;    ///< transformer width; a Linear input_dim → d_model precedes it when they differ
   std::int64_t num_heads = 8;
-  std::int64_t ffn_dim = 1024;
+  std::int64_t dim_feedforward = 1024;
   std::int64_t num_layers = 2;
   bool share_weights = false;  ///< one layer applied num_layers times (the study's audio branch does this)
   bool learned_positions = false;
@@ -668,7 +668,7 @@ struct FeatureSequenceEncoderOptions {
     o.input_dim = 32;
     o.d_model = 32;
     o.num_heads = 4;
-    o.ffn_dim = 64;
+    o.dim_feedforward = 64;
     o.num_layers = 1;
     o.out_dim = 16;
     return o;
@@ -690,9 +690,9 @@ template <Floating T, Device D = Cpu> class FeatureSequenceEncoder : public nn::
       : opt_(checked(opt)),
         transformer(
             [&] {
-              return std::make_unique<nn::TransformerEncoderLayer<T, D>>(opt.d_model, opt.num_heads, opt.ffn_dim,
-                                                                         opt.dropout, nn::TransformerActivation::relu,
-                                                                         1e-5, /*norm_first=*/false, gen);
+              return std::make_unique<nn::TransformerEncoderLayer<T, D>>(
+                  opt.d_model, opt.num_heads, opt.dim_feedforward, opt.dropout, nn::TransformerActivation::relu, 1e-5,
+                  /*norm_first=*/false, gen);
             },
             opt.num_layers, nullptr, opt.share_weights),
         out_proj(opt.d_model, opt.out_dim, true, gen) {
@@ -738,9 +738,9 @@ template <Floating T, Device D = Cpu> class FeatureSequenceEncoder : public nn::
  private:
   static const Options& checked(const Options& o) {
     const char* who = "FeatureSequenceEncoder";
-    AVGRAD_CHECK(o.input_dim > 0 && o.d_model > 0 && o.out_dim > 0 && o.ffn_dim > 0, who,
-                 "input_dim, d_model, ffn_dim and out_dim must be positive, got ", o.input_dim, ", ", o.d_model, ", ",
-                 o.ffn_dim, ", ", o.out_dim);
+    AVGRAD_CHECK(o.input_dim > 0 && o.d_model > 0 && o.out_dim > 0 && o.dim_feedforward > 0, who,
+                 "input_dim, d_model, dim_feedforward and out_dim must be positive, got ", o.input_dim, ", ", o.d_model,
+                 ", ", o.dim_feedforward, ", ", o.out_dim);
     AVGRAD_CHECK(o.num_heads > 0 && o.d_model % o.num_heads == 0, who, "d_model ", o.d_model,
                  " must be divisible by num_heads ", o.num_heads);
     AVGRAD_CHECK(o.num_layers >= 1, who, "num_layers must be >= 1, got ", o.num_layers);
