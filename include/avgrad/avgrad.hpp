@@ -1,7 +1,7 @@
 // The umbrella header: core, autograd, every CPU op family, the audio front-end, nn layers,
-// optimizers, tensor files and checkpoints. Include single headers instead to keep compile
-// times down in large projects. Audio file I/O (avgrad/audio/io.hpp, resample.hpp) is not
-// included: it needs the avgrad::audio_io component (libsndfile, libsoxr).
+// models (encoders, fusions, heads, the study's models), optimizers, tensor files and
+// checkpoints. Include single headers instead to keep compile times down in large projects. Audio file I/O
+// (avgrad/audio/io.hpp, resample.hpp) is not included: it needs the avgrad::audio_io component (libsndfile, libsoxr).
 #pragma once
 
 #include "avgrad/audio/augment.hpp"
@@ -23,6 +23,14 @@
 #include "avgrad/core/tensor.hpp"
 #include "avgrad/data/npy.hpp"
 #include "avgrad/data/safetensors.hpp"
+#include "avgrad/models/audio_encoders.hpp"
+#include "avgrad/models/blocks.hpp"
+#include "avgrad/models/classifier.hpp"
+#include "avgrad/models/concepts.hpp"
+#include "avgrad/models/fusion.hpp"
+#include "avgrad/models/heads.hpp"
+#include "avgrad/models/study.hpp"
+#include "avgrad/models/video_encoders.hpp"
 #include "avgrad/nn/activation.hpp"
 #include "avgrad/nn/attention.hpp"
 #include "avgrad/nn/conv.hpp"

@@ -55,6 +55,40 @@ TD randn_d(const Shape& s, std::uint64_t seed) {
 }
 double max_abs_diff(const TD& a, const TD& b) { return amax(abs(a - b)).item(); }
 
+// ---- blocks ------------------------------------------------------------------------------
+
+TEST(Blocks, ConvBnActAndBasicBlockShapesNamesAndGradcheck) {
+  Generator gen(70);
+  ConvBnAct<2, double> c(2, 3, {3, 1}, 2, true, gen);
+  EXPECT_EQ(c.conv.padding().shape(), Shape({1, 0})) << "same padding k/2 per axis";
+  EXPECT_EQ(c(randn_d({2, 2, 6, 5}, 71)).shape(), Shape({2, 3, 3, 3}));
+  BasicBlock<2, double> identity(3, 3, 1, gen), strided(3, 4, 2, gen);
+  EXPECT_TRUE(identity.downsample.empty());
+  EXPECT_EQ(strided.downsample.size(), 2u);
+  EXPECT_EQ(strided.named_parameters().back().first, "downsample.1.bias");
+  auto x = randn_d({2, 3, 6, 6}, 72);
+  // Identity shortcut: the block is relu(bn2(conv2(relu(bn1(conv1 x)))) + x).
+  auto h = identity.bn2(identity.conv2(relu(identity.bn1(identity.conv1(x)))));
+  EXPECT_LT(max_abs_diff(identity(x), relu(h + x)), 1e-12);
+  EXPECT_EQ(strided(x).shape(), Shape({2, 4, 3, 3}));
+  BasicBlock<3, double> b3(2, 3, {1, 2, 2}, gen);
+  EXPECT_EQ(b3(randn_d({2, 2, 2, 4, 4}, 73)).shape(), Shape({2, 3, 2, 2, 2}));
+  expect_gradcheck([&](const std::vector<TD>& in) { return strided(in[0]); }, {leaf({2, 3, 4, 4}, 74)});
+  expect_gradcheck([&](const std::vector<TD>& in) { return b3(in[0]); }, {leaf({2, 2, 2, 4, 4}, 75)});
+}
+
+TEST(Blocks, FeatureMapsAsSequences) {
+  auto x = randn_d({2, 3, 4, 5}, 76);
+  auto flat = freq_flatten_sequence(x);
+  ASSERT_EQ(flat.shape(), Shape({2, 4, 15}));
+  EXPECT_EQ(flat.to_vector()[1 * 15 + 2 * 5 + 3], x.to_vector()[2 * 20 + 1 * 5 + 3]) << "(b=0, t=1, c=2, f=3)";
+  EXPECT_LT(max_abs_diff(freq_mean_sequence(x), mean(x, {3}).transpose(1, 2)), 1e-15);
+  EXPECT_EQ(spatial_mean_sequence(randn_d({2, 3, 4, 2, 2}, 77)).shape(), Shape({2, 4, 3}));
+  EXPECT_EQ(pool_latent(randn_d({2, 5}, 78)).shape(), Shape({2, 5}));
+  expect_error([&] { freq_mean_sequence(randn_d({2, 3, 4}, 79)); }, {"freq_mean_sequence", "(B, C, T, F)", "(2,3,4)"});
+  expect_error([&] { pool_latent(TD{}); }, {"pool_latent", "undefined"});
+}
+
 // ---- heads ------------------------------------------------------------------------------
 
 TEST(ClassifierHead, PoolsSequencesAndMatchesLinear) {

@@ -109,6 +109,29 @@ TEST(StudyModels, DefaultSizesAreSumsOfTheirParts) {
   EXPECT_EQ(sl->parameter_count(), audio->parameter_count() + video->parameter_count());
 }
 
+TEST(StudyModels, DocsExample) {
+  // The composition example of docs/models.md, verbatim apart from the inputs.
+  Generator g(3);
+  const Tensor<float> fbank = randn<float>({2, 32, 16}, g), frame_features = randn<float>({2, 4, 32}, g);
+  auto audio = std::make_unique<CnnTransformer<float>>(CnnTransformerOptions::small());
+  auto video = std::make_unique<FeatureSequenceEncoder<float>>(FeatureSequenceEncoderOptions::small());
+  auto fusion = std::make_unique<LateFusion<float>>(
+      LateFusionOptions{.audio_dim = audio->latent_dim(), .video_dim = video->latent_dim(), .dim = 64});
+  auto head = std::make_unique<ClassifierHead<float>>(ClassifierHeadOptions{.in_dim = 64, .num_classes = 10});
+  AVClassifier model(std::move(audio), std::move(video), std::move(fusion), std::move(head));
+
+  auto out = model.forward({.audio = fbank, .video = frame_features}, /*branch_logits=*/true);
+  EXPECT_EQ(out.audio_latent.shape(), Shape({2, 8, 32}));
+  EXPECT_EQ(out.video_latent.shape(), Shape({2, 4, 16}));
+  EXPECT_EQ(out.fused_latent.shape(), Shape({2, 4, 64}));
+  EXPECT_EQ(out.logits.shape(), Shape({2, 10}));
+  EXPECT_EQ(out.audio_logits.shape(), Shape({2, 10}));
+  auto audio_only = model.forward({.audio = fbank});
+  EXPECT_FALSE(audio_only.video_latent.defined());
+  auto interpolated = out.fused_latent * 0.5;
+  EXPECT_EQ(model.fused_head_logits(interpolated).shape(), Shape({2, 10}));
+}
+
 // ---- PyTorch reference ----------------------------------------------------------------------
 
 const std::filesystem::path kReference =
