@@ -24,6 +24,7 @@
 #include "avgrad/data/npy.hpp"
 #include "avgrad/data/safetensors.hpp"
 #include "avgrad/models/audio_encoders.hpp"
+#include "avgrad/models/bench_av_small.hpp"
 #include "avgrad/models/blocks.hpp"
 #include "avgrad/models/classifier.hpp"
 #include "avgrad/models/concepts.hpp"

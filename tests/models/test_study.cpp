@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "avgrad/data/safetensors.hpp"
+#include "avgrad/models/bench_av_small.hpp"
 #include "avgrad/models/study.hpp"
 #include "support/testing.hpp"
 
@@ -107,6 +108,24 @@ TEST(StudyModels, DefaultSizesAreSumsOfTheirParts) {
   EXPECT_EQ(early->parameter_count(), a + head);
   auto sl = study::super_late<float>(o);
   EXPECT_EQ(sl->parameter_count(), audio->parameter_count() + video->parameter_count());
+}
+
+TEST(BenchAvSmall, TheDesignsBenchmarkModel) {
+  Generator g(5);
+  auto m = bench_av_small<float>(10, g);
+  // audio blocks 1·32·9 + 32·64·9 + 64·128·9 + 128·128·9 (+ 2·C BN each), video 3³-kernel blocks,
+  // Linear 128 → 10 with bias, Linear 128 → 10 without.
+  const std::int64_t audio = 9 * (32 + 32 * 64 + 64 * 128 + 128 * 128) + 2 * (32 + 64 + 128 + 128);
+  const std::int64_t video = 27 * (3 * 32 + 32 * 64 + 64 * 128) + 2 * (32 + 64 + 128);
+  EXPECT_EQ(m->parameter_count(), audio + video + 1290 + 1280);
+  EXPECT_FALSE(m->fusion().video_proj.bias.defined());
+  auto out = m->forward({randn<float>({2, 1, 128, 100}, g), randn<float>({2, 3, 8, 32, 32}, g)});
+  EXPECT_EQ(out.logits.shape(), Shape({2, 10}));
+  // logits = audio_proj(global average of the audio map) + video_proj(global average of the video map)
+  auto expected =
+      m->fusion().audio_proj(mean(out.audio_latent, {1})) + m->fusion().video_proj(mean(out.video_latent, {1}));
+  EXPECT_LT(amax(abs(out.logits - expected)).item(), 1e-5);
+  static_assert(Head<IdentityHead<float>>);
 }
 
 TEST(StudyModels, DocsExample) {

@@ -127,6 +127,7 @@ struct LateFusionOptions {
   std::int64_t dim = 1024;  ///< the fused latent's width
   TimeAlign align = TimeAlign::shorter;
   MissingModality missing = MissingModality::skip;
+  bool audio_bias = true, video_bias = true;  ///< bench-av-small's video classifier has no bias
 };
 
 /// z = audio_proj(z_a) + video_proj(z_v), on the aligned time grid. A skipped modality drops
@@ -136,8 +137,8 @@ template <Floating T, Device D = Cpu> class LateFusion : public FusionBase<T, D>
   explicit LateFusion(const LateFusionOptions& o, Generator& gen = default_generator())
       : FusionBase<T, D>("LateFusion", o.audio_dim, o.video_dim, o.dim, o.missing, gen),
         o_(o),
-        audio_proj(o.audio_dim, o.dim, true, gen),
-        video_proj(o.video_dim, o.dim, true, gen) {
+        audio_proj(o.audio_dim, o.dim, o.audio_bias, gen),
+        video_proj(o.video_dim, o.dim, o.video_bias, gen) {
     this->register_module("audio_proj", audio_proj);
     this->register_module("video_proj", video_proj);
   }

@@ -4,6 +4,8 @@
 //
 //   ClassifierHead     — mean over the sequence → [dropout] → [Linear + ReLU] → Linear;
 //                        single-label (softmax) or multi-label (sigmoid) by option.
+//   IdentityHead       — the latent already is the logits (mean over the sequence), for
+//                        models whose fusion sums per-modality logits (bench-av-small);
 //   AttentionPoolHead  — the study's multi-label head: per-frame sigmoid class
 //                        probabilities pooled over time by a per-class softmax attention,
 //                        clamped to [ε, 1 − ε]; it returns logit(p), so sigmoid(logits)
@@ -66,6 +68,30 @@ template <Floating T, Device D = Cpu> class ClassifierHead : public nn::UnaryMod
 
  private:
   ClassifierHeadOptions o_;
+};
+
+/// The identity on a (B, K) latent, the mean over the sequence of a (B, L, K) one: for models
+/// whose fusion already produces logits (late fusion of per-modality classifiers). No parameters.
+template <Floating T, Device D = Cpu> class IdentityHead : public nn::UnaryModule<T, D> {
+ public:
+  explicit IdentityHead(std::int64_t num_classes, bool multi_label = false)
+      : num_classes_(num_classes), multi_label_(multi_label) {
+    AVGRAD_CHECK(num_classes > 0, "IdentityHead", "num_classes must be positive, got ", num_classes);
+  }
+  Tensor<T, D> forward(const Tensor<T, D>& z) override {
+    check_input(
+        "IdentityHead", z, [&](auto& t) { return (t.dim() == 2 || t.dim() == 3) && t.size(-1) == num_classes_; },
+        detail::concat("logits (B, ", num_classes_, ") or (B, L, ", num_classes_, ")"));
+    return pool_latent(z);
+  }
+  std::int64_t in_dim() const { return num_classes_; }
+  std::int64_t num_classes() const { return num_classes_; }
+  bool multi_label() const { return multi_label_; }
+  std::string describe() const override { return detail::concat("IdentityHead(", num_classes_, ")"); }
+
+ private:
+  std::int64_t num_classes_;
+  bool multi_label_;
 };
 
 struct AttentionPoolHeadOptions {

@@ -1,0 +1,145 @@
+// The projected-gradient family: PGD (Madry et al. 2018) with random restarts keeping the worst
+// case per example and optional per-example early stop; FGSM (one full step, optionally from a
+// random start as in "fast" adversarial training); MI-FGSM (momentum on L1-normalised gradients,
+// Dong et al. 2018). Batched, seeded, per-modality budgets: each attacked modality steps and
+// projects in its own ball, on one joint objective.
+#pragma once
+
+#include <cstdint>
+
+#include "avgrad/attacks/attack.hpp"
+
+namespace avgrad::attacks {
+
+struct PgdOptions {
+  int steps = 10;
+  int restarts = 1;          ///< runs per example; the worst case is kept (success, then objective)
+  bool random_start = true;  ///< every run starts uniformly in the ball (else the first starts at δ = 0)
+  bool early_stop = false;   ///< an example stops moving once the attack succeeds on it
+  double momentum = 0.0;     ///< MI-FGSM's decay μ; 0 is plain PGD
+  std::uint64_t seed = 0;    ///< random starts draw from Generator(seed)
+};
+
+/// PGD on any AVModel. The model runs as it is (call eval() for evaluation; adversarial
+/// training attacks in train mode); its parameters are frozen during the attack.
+template <Floating T> class Pgd {
+ public:
+  explicit Pgd(PgdOptions o = {}, Objective<T> objective = Objective<T>::of(LossKind::cross_entropy))
+      : o_(o), objective_(std::move(objective)) {
+    AVGRAD_CHECK(o.steps >= 1 && o.restarts >= 1, "Pgd", "steps and restarts must be >= 1, got ", o.steps, " and ",
+                 o.restarts);
+    AVGRAD_CHECK(o.momentum >= 0 && std::isfinite(o.momentum), "Pgd", "momentum must be finite and >= 0, got ",
+                 o.momentum);
+  }
+
+  /// Attacks x (labels y: true classes, or targets when the objective is targeted) within tm.
+  template <AVModel M>
+  AttackResult<T> run(M& model, const AVInput<T>& x, const Labels<T>& y, const ThreatModel& tm) const {
+    check_attack_inputs(name().c_str(), model, x, y, tm);
+    FrozenParameters frozen(model);
+    Generator gen(o_.seed);
+    const std::int64_t B = x.batch();
+    AttackResult<T> r;
+    r.steps.assign(static_cast<std::size_t>(B), 0);
+    r.bad_grad.assign(static_cast<std::size_t>(B), 0);
+    BestPerturbation<T> best;
+    for (int run = 0; run < o_.restarts; ++run) {
+      Perturbation<T> delta, velocity;
+      for (Modality m : {Modality::audio, Modality::video}) {
+        if (!tm.attacks(m)) continue;
+        const auto& xm = m == Modality::audio ? x.audio : x.video;
+        delta.at(m) = zeros<T>(xm.shape());
+        if (o_.momentum > 0) velocity.at(m) = zeros<T>(xm.shape());
+        if (o_.random_start || run > 0) random_start_(delta.at(m), xm, tm.budget(m), gen);
+      }
+      std::vector<char> active(static_cast<std::size_t>(B), 1);
+      for (int s = 0; s < o_.steps; ++s) {
+        auto p = probe(model, x, delta, y, objective_, true);
+        ++r.forward_passes;
+        ++r.backward_passes;
+        if (o_.early_stop) {
+          const auto won = successes(p.logits, y, objective_.targeted);
+          bool any = false;
+          for (std::size_t b = 0; b < active.size(); ++b) {
+            active[b] = active[b] && !won[b];
+            any = any || active[b];
+          }
+          if (!any) break;
+        }
+        flag_bad_gradients(p.grad, r.bad_grad);
+        for (std::size_t b = 0; b < active.size(); ++b) r.steps[b] += active[b];
+        for (Modality m : {Modality::audio, Modality::video}) {
+          if (!tm.attacks(m)) continue;
+          const auto& xm = m == Modality::audio ? x.audio : x.video;
+          const Budget& bud = tm.budget(m);
+          const Tensor<T>& g = o_.momentum > 0 ? accumulate_momentum(velocity.at(m), p.grad.at(m)) : p.grad.at(m);
+          ascend_(delta.at(m), g, bud, step_size(bud), &active);
+          project_(delta.at(m), xm, bud, &active);
+        }
+      }
+      auto final_probe = probe(model, x, delta, y, objective_, false);
+      ++r.forward_passes;
+      best.offer(delta, final_probe.logits, successes(final_probe.logits, y, objective_.targeted),
+                 values_of(final_probe.value));
+    }
+    r.delta = std::move(best.delta);
+    r.logits = std::move(best.logits);
+    r.success = std::move(best.success);
+    r.value = std::move(best.value);
+    return r;
+  }
+
+  std::string name() const {
+    if (o_.steps == 1 && o_.momentum == 0) return o_.random_start ? "FGSM-RS" : "FGSM";
+    std::string s = o_.momentum > 0 ? "MI-FGSM" : "PGD";
+    s += detail::concat("-", o_.steps);
+    if (o_.restarts > 1) s += detail::concat("x", o_.restarts);
+    return s + "(" + objective_.name + (objective_.targeted ? ", targeted" : "") + ")";
+  }
+  const PgdOptions& options() const { return o_; }
+  const Objective<T>& objective() const { return objective_; }
+  /// FGSM steps the full radius when the budget names no step.
+  void set_fgsm_full_step(bool on) { fgsm_full_step_ = on; }
+
+ private:
+  double step_size(const Budget& b) const {
+    if (fgsm_full_step_ && b.step == 0) return b.eps;
+    AVGRAD_CHECK(b.step > 0, "Pgd", "the budget's step is 0: set Budget::step (e.g. eps/4 for PGD-10)");
+    return b.step;
+  }
+  /// v ← μ·v + g/‖g‖₁ per example; returns v.
+  const Tensor<T>& accumulate_momentum(Tensor<T>& v, const Tensor<T>& g) const {
+    const auto gc = g.contiguous();
+    const auto [B, n] = geometry::rows(v);
+    const auto l1 = geometry::norms(gc, Norm::l1);
+    for (std::int64_t b = 0; b < B; ++b) {
+      const double k = l1[static_cast<std::size_t>(b)] > 0 ? 1.0 / l1[static_cast<std::size_t>(b)] : 0.0;
+      T* vr = v.data() + b * n;
+      const T* gr = gc.data() + b * n;
+      for (std::int64_t i = 0; i < n; ++i) vr[i] = static_cast<T>(o_.momentum * vr[i] + k * gr[i]);
+    }
+    return v;
+  }
+
+  PgdOptions o_;
+  Objective<T> objective_;
+  bool fgsm_full_step_ = false;
+};
+
+/// FGSM: one step of the full radius ε (or Budget::step when set) from δ = 0; with random_start,
+/// from a uniform start (fast adversarial training uses step 1.25·ε).
+template <Floating T> Pgd<T> fgsm(Objective<T> objective = Objective<T>::of(LossKind::cross_entropy),
+                                  bool random_start = false, std::uint64_t seed = 0) {
+  Pgd<T> a(PgdOptions{.steps = 1, .restarts = 1, .random_start = random_start, .seed = seed}, std::move(objective));
+  a.set_fgsm_full_step(true);
+  return a;
+}
+
+/// MI-FGSM: `steps` sign steps of Budget::step on the momentum of L1-normalised gradients, from δ = 0.
+template <Floating T>
+Pgd<T> mi_fgsm(int steps = 10, double decay = 1.0, Objective<T> objective = Objective<T>::of(LossKind::cross_entropy)) {
+  return Pgd<T>(PgdOptions{.steps = steps, .restarts = 1, .random_start = false, .momentum = decay},
+                std::move(objective));
+}
+
+}  // namespace avgrad::attacks
