@@ -189,10 +189,13 @@ template <Floating T> void project_(Tensor<T, Cpu>& delta, const Tensor<T, Cpu>&
     } else {
       geometry::project_l1_row(r, n, eps, scratch);
     }
+    // Only a coordinate that leaves the range changes, so an unbounded budget adds no rounding.
     for (std::int64_t i = 0; i < n; ++i) {
-      const double xi = static_cast<double>(xr[i]);
-      const double v = std::clamp(xi + static_cast<double>(r[i]), budget.lo, budget.hi);
-      r[i] = static_cast<T>(v - xi);
+      const double xi = static_cast<double>(xr[i]), s = xi + static_cast<double>(r[i]);
+      if (s < budget.lo)
+        r[i] = static_cast<T>(budget.lo - xi);
+      else if (s > budget.hi)
+        r[i] = static_cast<T>(budget.hi - xi);
     }
   }
 }

@@ -31,6 +31,8 @@ struct ClassifierHeadOptions {
 };
 
 template <Floating T, Device D = Cpu> class ClassifierHead : public nn::UnaryModule<T, D> {
+  ClassifierHeadOptions o_;  ///< first: initialised before the layers it sizes
+
  public:
   explicit ClassifierHead(const ClassifierHeadOptions& o, Generator& gen = default_generator())
       : o_(o), dropout(o.dropout) {
@@ -65,9 +67,6 @@ template <Floating T, Device D = Cpu> class ClassifierHead : public nn::UnaryMod
   nn::Dropout<T, D> dropout;
   std::optional<nn::Linear<T, D>> hidden;
   std::optional<nn::Linear<T, D>> fc;
-
- private:
-  ClassifierHeadOptions o_;
 };
 
 /// The identity on a (B, K) latent, the mean over the sequence of a (B, L, K) one: for models
@@ -101,6 +100,8 @@ struct AttentionPoolHeadOptions {
 };
 
 template <Floating T, Device D = Cpu> class AttentionPoolHead : public nn::UnaryModule<T, D> {
+  AttentionPoolHeadOptions o_;  ///< first: initialised before the layers it sizes
+
  public:
   explicit AttentionPoolHead(const AttentionPoolHeadOptions& o, Generator& gen = default_generator())
       : o_(o), cla(o.in_dim, o.num_classes, true, gen), att(o.in_dim, o.num_classes, true, gen) {
@@ -132,9 +133,6 @@ template <Floating T, Device D = Cpu> class AttentionPoolHead : public nn::Unary
   }
 
   nn::Linear<T, D> cla, att;
-
- private:
-  AttentionPoolHeadOptions o_;
 };
 
 }  // namespace avgrad::models
