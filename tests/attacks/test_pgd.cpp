@@ -353,6 +353,20 @@ TEST(Pgd, GradientsReachTheInputsOnly) {
   }
 }
 
+TEST(Pgd, NoSteadyStateAllocation) {
+  // After one warm-up attack, a longer one is served entirely from the allocator's cache:
+  // per-step buffers are the same sizes every step and are recycled.
+  Generator gen(23);
+  auto m = mlp(gen);
+  AVInput<double> x{rand<double>({8, 6}, gen), rand<double>({8, 5}, gen)};
+  auto y = classes({0, 1, 2, 3, 0, 1, 2, 3});
+  const auto tm = ThreatModel::joint({.eps = 0.1, .step = 0.02}, {.norm = Norm::l2, .eps = 0.2, .step = 0.05});
+  Pgd<double>({.steps = 3}).run(*m, x, y, tm);
+  const auto before = cpu_memory_stats().system_allocations;
+  Pgd<double>({.steps = 30}).run(*m, x, y, tm);
+  EXPECT_EQ(cpu_memory_stats().system_allocations, before);
+}
+
 TEST(Pgd, RejectsBadInputs) {
   auto m = binary_model();
   AVInput<double> x{from_vector<double>({0.5, 1.5, 0.1}, Shape{1, 3}), randn_d({1, 2}, 1)};
