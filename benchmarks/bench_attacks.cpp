@@ -1,0 +1,208 @@
+// W4 benchmarks: PGD-10 joint L∞ on bench-av-small, its forward and forward+backward; --check=FILE against PyTorch.
+//
+// W4: audio (32, 1, 128, 100) ε 0.1 step 0.01; video (32, 3, 8, 32, 32) ε 8/255 step 1/255 in the
+// valid range [0, 1]; cross entropy summed over the batch; δ starts at 0 (no random start, so
+// both frameworks do exactly the same arithmetic); the parameters are frozen, so every backward
+// computes input gradients only. An attack is 10 forward+backward passes and one final forward.
+//
+//   BM_W4_Pgd10/threads              one whole attack (items/s = examples/s)
+//   BM_W4_ForwardBackward/threads    one probe with gradient: forward, CE, backward to the inputs
+//   BM_W4_Forward/threads            one forward + CE without a tape
+//
+// The PyTorch side is benchmarks/torch/bench_attacks.py; benchmarks/compare_attacks.sh runs
+// both. `bench_attacks --check=FILE` (FILE written by `bench_attacks.py --write-check FILE`:
+// the torch model's weights, the inputs, and in float64 its logits, input gradient and δ after
+// one PGD step) loads the weights into avgrad's model, double and float, and compares, so the
+// timed code is known to compute what the PyTorch side computes. Exit status 0 when they agree.
+#include "avgrad/attacks/pgd.hpp"
+#include "avgrad/data/safetensors.hpp"
+#include "avgrad/models/bench_av_small.hpp"
+
+#include <benchmark/benchmark.h>
+#include <omp.h>
+
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+using namespace avgrad;
+using namespace avgrad::attacks;
+
+namespace {
+
+constexpr std::int64_t kBatch = 32, kClasses = 10;
+
+ThreatModel w4_threat() {
+  return ThreatModel::joint(Budget{.norm = Norm::linf, .eps = 0.1, .step = 0.01},
+                            Budget{.norm = Norm::linf, .eps = 8.0 / 255, .step = 1.0 / 255, .lo = 0.0, .hi = 1.0});
+}
+
+Pgd<float> w4_pgd(int steps = 10) {
+  return Pgd<float>(PgdOptions{.steps = steps, .restarts = 1, .random_start = false, .early_stop = false});
+}
+
+struct W4 {
+  std::unique_ptr<models::BenchAvSmall<float>> model;
+  AVInput<float> x;
+  Labels<float> y;
+};
+
+// Seeded model and batch: fbank-scale gaussian audio, video pixels uniform in [0, 1].
+W4& w4() {
+  static W4 w = [] {
+    Generator g(4);
+    W4 s;
+    s.model = models::bench_av_small<float>(kClasses, g);
+    s.model->eval();
+    s.x = {randn<float>(Shape{kBatch, 1, 128, 100}, g), rand<float>(Shape{kBatch, 3, 8, 32, 32}, g, 0.0, 1.0)};
+    auto labels = Tensor<std::int64_t, Cpu>::empty({kBatch});
+    for (std::int64_t b = 0; b < kBatch; ++b) labels.data()[b] = (b * 7) % kClasses;
+    s.y = {labels, {}};
+    return s;
+  }();
+  return w;
+}
+
+void BM_W4_Pgd10(benchmark::State& state) {
+  omp_set_num_threads(static_cast<int>(state.range(0)));
+  auto& w = w4();
+  const auto pgd = w4_pgd();
+  const auto tm = w4_threat();
+  for (auto _ : state) {
+    auto r = pgd.run(*w.model, w.x, w.y, tm);
+    benchmark::DoNotOptimize(r.delta.audio.data());
+  }
+  state.SetItemsProcessed(state.iterations() * kBatch);
+}
+
+template <bool Grad> void probe_bench(benchmark::State& state) {
+  omp_set_num_threads(static_cast<int>(state.range(0)));
+  auto& w = w4();
+  FrozenParameters frozen(*w.model);  // as inside Pgd::run: no weight gradients
+  const auto objective = Objective<float>::of(LossKind::cross_entropy);
+  const Perturbation<float> delta{zeros<float>(w.x.audio.shape()), zeros<float>(w.x.video.shape())};
+  for (auto _ : state) {
+    auto p = probe(*w.model, w.x, delta, w.y, objective, Grad);
+    benchmark::DoNotOptimize(p.logits.data());
+  }
+  state.SetItemsProcessed(state.iterations() * kBatch);
+}
+void BM_W4_ForwardBackward(benchmark::State& s) { probe_bench<true>(s); }
+void BM_W4_Forward(benchmark::State& s) { probe_bench<false>(s); }
+
+// ---- --check=FILE ---------------------------------------------------------------------------
+//
+// The reference is float64 (see bench_attacks.py): avgrad's double model must match it to
+// rounding, every sign of the first PGD step included. The float model — the one timed — is
+// held to float32 tolerances, and a few disagreements are expected and allowed: in a batch this
+// size some max-pool windows hold two values within float32 rounding of each other, and which
+// one wins (so where that window's gradient goes) depends on how the convolution rounded.
+
+template <Floating T> std::vector<double> values(const Tensor<T, Cpu>& t) {
+  auto v = t.contiguous().to_vector();
+  return {v.begin(), v.end()};
+}
+int sgn(double v) { return (v > 0) - (v < 0); }
+
+struct Comparison {
+  double worst = 0;        ///< max |a − e| / max |e|
+  std::int64_t off = 0;    ///< entries with |a − e| > 1e-3 · max |e|
+  std::int64_t flips = 0;  ///< entries whose sign differs
+  std::int64_t n = 0;
+};
+Comparison compare(const std::vector<double>& a, const std::vector<double>& e) {
+  AVGRAD_CHECK(a.size() == e.size(), "check", a.size(), " values vs ", e.size(), " in the reference");
+  Comparison c;
+  c.n = static_cast<std::int64_t>(a.size());
+  double scale = 0;
+  for (double v : e) scale = std::max(scale, std::abs(v));
+  scale = std::max(scale, 1e-300);
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const double d = std::abs(a[i] - e[i]) / scale;
+    c.worst = std::max(c.worst, d);
+    c.off += d > 1e-3;
+    c.flips += sgn(a[i]) != sgn(e[i]);
+  }
+  return c;
+}
+
+template <Floating T> bool check_as(const SafetensorsFile& f, const char* type) {
+  const bool exact = std::is_same_v<T, double>;
+  Generator g(0);
+  auto model = models::bench_av_small<T>(kClasses, g);
+  nn::StateDict<T> sd;
+  for (const auto& n : f.names())
+    if (n.rfind("state.", 0) == 0) sd[n.substr(6)] = f.get<T>(n);
+  model->load_state_dict(sd);  // strict: names and shapes must match torch's module
+  model->eval();
+  const AVInput<T> x{f.get<T>("audio"), f.get<T>("video")};
+  const Labels<T> y{f.get<std::int64_t>("labels"), {}};
+  AVGRAD_CHECK(x.audio.shape() == Shape({kBatch, 1, 128, 100}) && x.video.shape() == Shape({kBatch, 3, 8, 32, 32}),
+               "check", "the file's inputs are not W4's shapes: ", x.audio.shape(), ", ", x.video.shape());
+  bool ok = true;
+  auto report = [&](const std::string& what, double value, double limit) {
+    const bool pass = value <= limit;
+    ok = ok && pass;
+    std::printf("  %-6s %-44s %10.3g  (limit %.0e) %s\n", type, what.c_str(), value, limit, pass ? "ok" : "FAIL");
+  };
+  Probe<T> p;
+  {
+    FrozenParameters frozen(*model);
+    const Perturbation<T> zero{zeros<T>(x.audio.shape()), zeros<T>(x.video.shape())};
+    p = probe(*model, x, zero, y, Objective<T>::of(LossKind::cross_entropy), true);
+  }
+  report("logits: max err / max |logit|", compare(values(p.logits), values(f.get<double>("logits"))).worst,
+         exact ? 1e-9 : 1e-4);
+  const auto r = Pgd<T>(PgdOptions{.steps = 1, .restarts = 1, .random_start = false}).run(*model, x, y, w4_threat());
+  for (const std::string m : {"audio", "video"}) {
+    const auto gc = compare(values(m == "audio" ? p.grad.audio : p.grad.video), values(f.get<double>("grad." + m)));
+    const auto dc = compare(values(m == "audio" ? r.delta.audio : r.delta.video), values(f.get<double>("delta1." + m)));
+    if (exact) {
+      report("grad " + m + ": max err / max |g|", gc.worst, 1e-9);
+      report("PGD step 1 δ " + m + ": signs that differ", static_cast<double>(dc.flips), 0);
+    } else {
+      std::printf("  %-6s grad %s: max err / max |g| %.3g; δ after step 1: %lld of %lld signs differ\n", type,
+                  m.c_str(), gc.worst, static_cast<long long>(dc.flips), static_cast<long long>(dc.n));
+      report("grad " + m + ": fraction off by > 1e-3 max |g|", static_cast<double>(gc.off) / gc.n, 1e-3);
+      report("PGD step 1 δ " + m + ": fraction of signs that differ", static_cast<double>(dc.flips) / dc.n, 1e-4);
+    }
+  }
+  return ok;
+}
+
+int check(const std::string& path) {
+  const auto f = SafetensorsFile::open(path);
+  std::printf("check against %s (PyTorch float64)\n", path.c_str());
+  const bool ok_double = check_as<double>(f, "double");
+  const bool ok_float = check_as<float>(f, "float");
+  std::printf("%s\n", ok_double && ok_float ? "avgrad and PyTorch agree" : "MISMATCH");
+  return ok_double && ok_float ? 0 : 1;
+}
+
+}  // namespace
+
+BENCHMARK(BM_W4_Pgd10)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_W4_ForwardBackward)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_W4_Forward)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view a = argv[i];
+    if (a.rfind("--check=", 0) == 0) {
+      try {
+        return check(std::string(a.substr(8)));
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "bench_attacks --check: %s\n", e.what());
+        return 2;
+      }
+    }
+  }
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
