@@ -1,0 +1,301 @@
+// The Carlini–Wagner L2 attack (Carlini & Wagner 2017, "Towards evaluating the robustness of neural
+// networks"): the smallest L2 perturbation of the attacked modalities (jointly) that changes the
+// prediction, found by Adam in tanh space with a per-example binary search over the trade-off c.
+//
+// CW is a minimum-norm attack: the δ it returns is not bounded by the threat model's ε. Robust
+// accuracy at ε counts an example as broken only when the attack succeeded *and* δ is within the
+// budget — within_budget(result, tm) gives those flags (success_within_budget both together).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "avgrad/attacks/attack.hpp"
+
+namespace avgrad::attacks {
+
+struct CarliniWagnerOptions {
+  int binary_steps = 9;     ///< binary-search rounds over c
+  int steps = 100;          ///< Adam iterations per c
+  double initial_c = 1e-3;  ///< the first c of every example
+  double lr = 0.01;         ///< Adam's learning rate on w
+  double kappa = 0.0;       ///< confidence: success needs the wanted class to lead by κ
+  bool abort_early = true;  ///< an example stops once its loss stalls (checked every steps/10)
+  bool targeted = false;    ///< labels are targets: reach them instead of leaving the true class
+};
+
+namespace cw_detail {
+
+/// Per example: f = max(z_y − max_{j≠y} z_j, −κ) untargeted, max(max_{j≠t} z_j − z_t, −κ) targeted.
+template <Floating T>
+Tensor<T> cw_f(const Tensor<T>& logits, const Tensor<std::int64_t>& y, double kappa, bool targeted) {
+  return objective_detail::rowwise_loss("cw_f", logits, y, [&](const T* z, std::int64_t K, std::int64_t c, T* g) {
+    std::int64_t j = c == 0 ? 1 : 0;
+    for (std::int64_t k = 0; k < K; ++k)
+      if (k != c && z[k] > z[j]) j = k;
+    std::fill(g, g + K, T(0));
+    const double v = targeted ? static_cast<double>(z[j]) - z[c] : static_cast<double>(z[c]) - z[j];
+    if (v <= -kappa) return -kappa;
+    g[targeted ? j : c] = T(1);
+    g[targeted ? c : j] = T(-1);
+    return v;
+  });
+}
+
+/// The margin by which the attacker's goal is met: max_{j≠y} z_j − z_y untargeted, z_t − max_{j≠t} z_j targeted.
+template <Floating T>
+std::vector<double> margins(const Tensor<T>& logits, const Tensor<std::int64_t>& y, bool targeted) {
+  const auto z = logits.contiguous();
+  const auto yc = y.contiguous();
+  const std::int64_t B = z.size(0), K = z.size(1);
+  std::vector<double> out(static_cast<std::size_t>(B));
+  for (std::int64_t b = 0; b < B; ++b) {
+    const T* r = z.data() + b * K;
+    const std::int64_t c = yc.data()[b];
+    double other = -std::numeric_limits<double>::infinity();
+    for (std::int64_t k = 0; k < K; ++k)
+      if (k != c) other = std::max(other, static_cast<double>(r[k]));
+    out[static_cast<std::size_t>(b)] = targeted ? r[c] - other : other - r[c];
+  }
+  return out;
+}
+
+}  // namespace cw_detail
+
+/// Per example: every attacked modality's δ is within its budget (‖δ_m‖ ≤ ε_m in the budget's norm,
+/// up to a relative rtol for rounding). For a minimum-norm attack (CW) this decides whether a success
+/// counts at ε.
+template <Floating T>
+std::vector<char> within_budget(const AttackResult<T>& r, const ThreatModel& tm, double rtol = 1e-9) {
+  std::vector<char> ok;
+  for (Modality m : {Modality::audio, Modality::video}) {
+    if (!tm.attacks(m)) continue;
+    const auto& d = r.delta.at(m);
+    AVGRAD_CHECK(d.defined(), "within_budget", "the result has no ", modality_name(m),
+                 " perturbation, but the threat model attacks it");
+    const Budget& bud = tm.budget(m);
+    const auto n = geometry::norms(d, bud.norm);
+    if (ok.empty()) ok.assign(n.size(), 1);
+    AVGRAD_CHECK(n.size() == ok.size(), "within_budget", "the modalities' batch sizes differ");
+    for (std::size_t b = 0; b < n.size(); ++b) ok[b] = ok[b] && n[b] <= bud.eps * (1 + rtol);
+  }
+  AVGRAD_CHECK(!ok.empty(), "within_budget", "the threat model attacks no modality");
+  return ok;
+}
+
+/// Per example: the attack succeeded with a δ inside the budget — what robust accuracy at ε counts.
+template <Floating T>
+std::vector<char> success_within_budget(const AttackResult<T>& r, const ThreatModel& tm, double rtol = 1e-9) {
+  auto ok = within_budget(r, tm, rtol);
+  for (std::size_t b = 0; b < ok.size(); ++b) ok[b] = ok[b] && r.success[b];
+  return ok;
+}
+
+/// The joint L2 norm of δ over the attacked modalities, per example.
+template <Floating T> std::vector<double> joint_l2_norms(const Perturbation<T>& delta) {
+  std::vector<double> s;
+  for (Modality m : {Modality::audio, Modality::video}) {
+    if (!delta.at(m).defined()) continue;
+    const auto n = geometry::norms(delta.at(m), Norm::l2);
+    if (s.empty()) s.assign(n.size(), 0.0);
+    for (std::size_t b = 0; b < n.size(); ++b) s[b] += n[b] * n[b];
+  }
+  for (auto& v : s) v = std::sqrt(v);
+  return s;
+}
+
+/// CW-L2 on any single-label AVModel. Each attacked budget must give a finite valid range [lo, hi]
+/// (the tanh change of variables maps onto it); its norm and ε are not used by the attack.
+/// Result: δ is the smallest successful perturbation found per example (zero where none was);
+/// success says whether one was; value is the CW margin at δ (see cw_detail::margins: ≥ κ on
+/// success); bad_grad flags non-finite gradients only (a zero gradient of the capped f is normal).
+template <Floating T> class CarliniWagnerL2 {
+ public:
+  explicit CarliniWagnerL2(CarliniWagnerOptions o = {}) : o_(o) {
+    AVGRAD_CHECK(o.binary_steps >= 1 && o.steps >= 1, "CarliniWagnerL2", "binary_steps and steps must be >= 1, got ",
+                 o.binary_steps, " and ", o.steps);
+    AVGRAD_CHECK(o.initial_c > 0 && std::isfinite(o.initial_c), "CarliniWagnerL2",
+                 "initial_c must be finite and > 0, got ", o.initial_c);
+    AVGRAD_CHECK(o.lr > 0 && std::isfinite(o.lr), "CarliniWagnerL2", "lr must be finite and > 0, got ", o.lr);
+    AVGRAD_CHECK(o.kappa >= 0 && std::isfinite(o.kappa), "CarliniWagnerL2", "kappa must be finite and >= 0, got ",
+                 o.kappa);
+  }
+
+  /// Attacks x (labels y: true classes, or targets when targeted). tm names the attacked modalities
+  /// and their valid ranges.
+  template <AVModel M>
+  AttackResult<T> run(M& model, const AVInput<T>& x, const Labels<T>& y, const ThreatModel& tm) const {
+    const std::string who = name();
+    AVGRAD_CHECK(!y.multi_label(), who, "CW needs class labels (single-label); got multi-hot labels");
+    check_attack_inputs(who.c_str(), model, x, y, tm);
+    AVGRAD_CHECK(model.num_classes() >= 2, who, "needs at least 2 classes");
+    for (Modality m : {Modality::audio, Modality::video}) {
+      if (!tm.attacks(m)) continue;
+      const Budget& bud = tm.budget(m);
+      AVGRAD_CHECK(std::isfinite(bud.lo) && std::isfinite(bud.hi) && bud.hi > bud.lo, who, "the ", modality_name(m),
+                   " budget's valid range [", bud.lo, ", ", bud.hi,
+                   "] must be finite and non-empty: CW maps tanh onto it");
+    }
+    FrozenParameters frozen(model);
+    const std::int64_t B = x.batch();
+    const auto nb = static_cast<std::size_t>(B);
+    auto input = [&](Modality m) -> const Tensor<T>& { return m == Modality::audio ? x.audio : x.video; };
+
+    // tanh space: x' = lo + (hi − lo)(tanh(w) + 1)/2. w0 maps (nearly) onto x; shrinking by 1 − 1e-6
+    // keeps atanh finite for inputs on the range's edge.
+    struct Var {
+      Modality m;
+      std::vector<double> x, w0, w, mom, vel;
+      double lo, half;
+      std::int64_t n;
+    };
+    std::vector<Var> vars;
+    for (Modality m : {Modality::audio, Modality::video}) {
+      if (!tm.attacks(m)) continue;
+      const Budget& bud = tm.budget(m);
+      const auto xc = input(m).contiguous();
+      Var v{m, {}, {}, {}, {}, {}, bud.lo, (bud.hi - bud.lo) / 2, geometry::rows(xc).second};
+      v.x.assign(xc.data(), xc.data() + xc.numel());
+      v.w0.resize(v.x.size());
+      for (std::size_t i = 0; i < v.x.size(); ++i)
+        v.w0[i] = std::atanh(std::clamp((v.x[i] - v.lo) / v.half - 1, -1.0, 1.0) * (1 - 1e-6));
+      vars.push_back(std::move(v));
+    }
+    auto perturbation = [&](const std::vector<Var>& vs) {
+      Perturbation<T> d;
+      for (const auto& v : vs) {
+        auto t = Tensor<T>::empty(input(v.m).shape());
+        for (std::size_t i = 0; i < v.x.size(); ++i) {
+          const double xp = std::clamp(v.lo + v.half * (std::tanh(v.w[i]) + 1), v.lo, v.lo + 2 * v.half);
+          t.data()[i] = static_cast<T>(xp - v.x[i]);
+        }
+        d.at(v.m) = t;
+      }
+      return d;
+    };
+
+    const Objective<T> f_objective{[k = o_.kappa, tg = o_.targeted](const Tensor<T>& z, const Labels<T>& lab) {
+                                     return cw_detail::cw_f(z, lab.classes, k, tg);
+                                   },
+                                   false, "cw"};
+
+    AttackResult<T> r;
+    r.steps.assign(nb, 0);
+    r.bad_grad.assign(nb, 0);
+    // The best so far: δ = 0 and the clean logits until a success is found.
+    Perturbation<T> best;
+    for (const auto& v : vars) best.at(v.m) = zeros<T>(input(v.m).shape());
+    r.logits = probe(model, x, best, y, f_objective, false).logits.contiguous().clone();
+    ++r.forward_passes;
+    std::vector<char> found(nb, 0);
+    std::vector<double> best_norm2(nb, std::numeric_limits<double>::infinity());
+    std::vector<double> c(nb, o_.initial_c), lower(nb, 0.0), upper(nb, 1e10);
+    const int check_every = std::max(o_.steps / 10, 1);
+    constexpr double beta1 = 0.9, beta2 = 0.999, adam_eps = 1e-8;
+
+    for (int round = 0; round < o_.binary_steps; ++round) {
+      // Every round starts afresh from x, with a fresh Adam state.
+      for (auto& v : vars) {
+        v.w = v.w0;
+        v.mom.assign(v.x.size(), 0.0);
+        v.vel.assign(v.x.size(), 0.0);
+      }
+      std::vector<char> active(nb, 1), found_now(nb, 0);
+      std::vector<double> prev_loss(nb, std::numeric_limits<double>::infinity());
+      for (int it = 0; it < o_.steps; ++it) {
+        const auto delta = perturbation(vars);
+        auto p = probe(model, x, delta, y, f_objective, true);
+        ++r.forward_passes;
+        ++r.backward_passes;
+        const auto f = values_of(p.value);
+        const auto margin = cw_detail::margins(p.logits, y.classes, o_.targeted);
+        const auto argmax_ok = successes(p.logits, y, o_.targeted);
+        const auto norm2 = [&] {
+          auto n = joint_l2_norms(delta);
+          for (auto& e : n) e *= e;
+          return n;
+        }();
+        std::vector<double> loss(nb);
+        for (std::size_t b = 0; b < nb; ++b) {
+          loss[b] = norm2[b] + c[b] * f[b];
+          const bool ok = argmax_ok[b] && margin[b] >= o_.kappa;
+          if (!ok || !active[b]) continue;
+          found_now[b] = 1;
+          if (norm2[b] < best_norm2[b]) {
+            best_norm2[b] = norm2[b];
+            found[b] = 1;
+            const auto i = static_cast<std::int64_t>(b);
+            for (const auto& v : vars) copy_row(best.at(v.m), delta.at(v.m), i);
+            copy_row(r.logits, p.logits.contiguous(), i);
+          }
+        }
+        if (o_.abort_early && it % check_every == 0) {
+          bool any = false;
+          for (std::size_t b = 0; b < nb; ++b) {
+            if (active[b] && loss[b] > 0.9999 * prev_loss[b]) active[b] = 0;
+            prev_loss[b] = loss[b];
+            any = any || active[b];
+          }
+          if (!any) break;
+        }
+        // Adam on w: ∂loss/∂x' = 2δ + c·∂f/∂x', and ∂x'/∂w = (hi − lo)/2 · (1 − tanh²w).
+        const double t = it + 1;
+        const double corr1 = 1 - std::pow(beta1, t), corr2 = 1 - std::pow(beta2, t);
+        for (auto& v : vars) {
+          const auto g = p.grad.at(v.m).contiguous();
+          const T* dp = delta.at(v.m).data();
+          for (std::size_t b = 0; b < nb; ++b) {
+            const std::size_t lo = b * static_cast<std::size_t>(v.n), hi = lo + static_cast<std::size_t>(v.n);
+            for (std::size_t i = lo; i < hi; ++i)
+              if (!std::isfinite(static_cast<double>(g.data()[i]))) r.bad_grad[b] = 1;
+            if (!active[b] || r.bad_grad[b]) continue;
+            for (std::size_t i = lo; i < hi; ++i) {
+              const double th = std::tanh(v.w[i]);
+              const double gx = 2 * static_cast<double>(dp[i]) + c[b] * static_cast<double>(g.data()[i]);
+              const double gw = gx * v.half * (1 - th * th);
+              v.mom[i] = beta1 * v.mom[i] + (1 - beta1) * gw;
+              v.vel[i] = beta2 * v.vel[i] + (1 - beta2) * gw * gw;
+              v.w[i] -= o_.lr * (v.mom[i] / corr1) / (std::sqrt(v.vel[i] / corr2) + adam_eps);
+            }
+          }
+        }
+        for (std::size_t b = 0; b < nb; ++b) r.steps[b] += active[b];
+      }
+      // Binary search: a success means c can shrink; none means it must grow (×10 until bracketed).
+      for (std::size_t b = 0; b < nb; ++b) {
+        if (found_now[b]) {
+          upper[b] = std::min(upper[b], c[b]);
+          if (upper[b] < 1e9) c[b] = (lower[b] + upper[b]) / 2;
+        } else {
+          lower[b] = std::max(lower[b], c[b]);
+          c[b] = upper[b] < 1e9 ? (lower[b] + upper[b]) / 2 : c[b] * 10;
+        }
+      }
+    }
+    r.delta = std::move(best);
+    r.success = std::move(found);
+    r.value = cw_detail::margins(r.logits, y.classes, o_.targeted);
+    return r;
+  }
+
+  std::string name() const {
+    return detail::concat("CW-L2(", o_.binary_steps, "x", o_.steps,
+                          o_.kappa > 0 ? detail::concat(", kappa=", o_.kappa) : "", o_.targeted ? ", targeted" : "",
+                          ")");
+  }
+  const CarliniWagnerOptions& options() const { return o_; }
+
+ private:
+  static void copy_row(Tensor<T>& dst, const Tensor<T>& src, std::int64_t b) {
+    const auto [B, n] = geometry::rows(dst);
+    (void)B;
+    std::copy(src.data() + b * n, src.data() + (b + 1) * n, dst.data() + b * n);
+  }
+
+  CarliniWagnerOptions o_;
+};
+
+}  // namespace avgrad::attacks
