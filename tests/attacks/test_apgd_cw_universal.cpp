@@ -537,4 +537,32 @@ TEST(UniversalPgd, KeepsTheBallAndRangeOnANonlinearModel) {
                {"UniversalPGD", "video", "step"});
 }
 
+TEST(Attacks, RunInFloat) {
+  // The attacks are templates on the scalar: a float model gets float perturbations within the budget.
+  Generator gen(40);
+  using LinearF =
+      AVClassifier<InputPassthrough<float>, InputPassthrough<float>, LateFusion<float>, ClassifierHead<float>>;
+  LinearF model(std::make_unique<InputPassthrough<float>>(Da), std::make_unique<InputPassthrough<float>>(Dv),
+                std::make_unique<LateFusion<float>>(LateFusionOptions{.audio_dim = Da, .video_dim = Dv, .dim = 3}, gen),
+                std::make_unique<ClassifierHead<float>>(ClassifierHeadOptions{.in_dim = 3, .num_classes = 3}, gen));
+  AVInput<float> x{rand<float>({4, Da}, gen, -1.0, 1.0), rand<float>({4, Dv}, gen, -1.0, 1.0)};
+  Labels<float> y{from_vector<std::int64_t>({0, 1, 2, 0}), {}};
+  const Budget b{.norm = Norm::linf, .eps = 0.1f, .step = 0.05f, .lo = -1, .hi = 1};
+  const auto tm = ThreatModel::joint(b, b);
+  const auto check = [&](const AttackResult<float>& r, bool ball) {
+    for (Modality m : {Modality::audio, Modality::video}) {
+      if (ball) {
+        for (double n : geometry::norms(r.delta.at(m), Norm::linf)) EXPECT_LE(n, 0.1f * (1 + 1e-6));
+      }
+      const auto adv = (m == Modality::audio ? x.audio : x.video) + r.delta.at(m);
+      for (float v : adv.to_vector()) EXPECT_TRUE(v >= -1.0f - 1e-6f && v <= 1.0f + 1e-6f);
+    }
+  };
+  check(Apgd<float>(ApgdOptions{.steps = 10}).run(model, x, y, tm), true);
+  check(CarliniWagnerL2<float>(CarliniWagnerOptions{.binary_steps = 2, .steps = 10}).run(model, x, y, tm), false);
+  std::vector<std::pair<AVInput<float>, Labels<float>>> data{{x, y}};
+  const auto u = UniversalPgd<float>(UniversalPgdOptions{.passes = 3}).run(model, data, tm);
+  check(u.attack_batch(model, x, y), true);
+}
+
 }  // namespace

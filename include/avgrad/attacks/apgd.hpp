@@ -8,6 +8,7 @@
 // modality: modality m steps η/ε · ε_m.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <string>

@@ -7,6 +7,7 @@
 // budget — within_budget(result, tm) gives those flags (success_within_budget both together).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -21,7 +22,8 @@ struct CarliniWagnerOptions {
   int binary_steps = 9;     ///< binary-search rounds over c
   int steps = 100;          ///< Adam iterations per c
   double initial_c = 1e-3;  ///< the first c of every example
-  double lr = 0.01;         ///< Adam's learning rate on w
+  double lr = 0.01;         ///< Adam's learning rate on w; x' moves up to ~lr·(hi − lo)/2 per step, so a wide
+                            ///< range resolves the minimal norm coarsely (lower lr for it)
   double kappa = 0.0;       ///< confidence: success needs the wanted class to lead by κ
   bool abort_early = true;  ///< an example stops once its loss stalls (checked every steps/10)
   bool targeted = false;    ///< labels are targets: reach them instead of leaving the true class

@@ -8,6 +8,7 @@
 // input range is enforced where δ is applied: x + δ is clamped into [lo, hi] per example.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <ranges>
