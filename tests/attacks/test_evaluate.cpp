@@ -435,9 +435,17 @@ TEST(Evaluate, EvalModeDuringTheRunAndRestoredAfter) {
   EXPECT_EQ(seen, std::vector<bool>(2, false));
   EXPECT_TRUE(model->is_training());
   EXPECT_TRUE(model->head().is_training());
+  // Mixed modes come back module by module: a training model with its head kept in eval mode.
+  model->head().eval();
+  evaluate_robustness(*model, batches, {spy}, {ThreatModel::audio_only(linf(0.1))}, quiet());
+  EXPECT_TRUE(model->is_training());
+  EXPECT_TRUE(model->fusion().is_training());
+  EXPECT_FALSE(model->head().is_training());
+  EXPECT_FALSE(model->head().fc->is_training());
   model->eval();
   evaluate_robustness(*model, batches, {spy}, {ThreatModel::audio_only(linf(0.1))}, quiet());
   EXPECT_FALSE(model->is_training());
+  EXPECT_EQ(seen, std::vector<bool>(6, false));
 }
 
 TEST(Evaluate, MultiLabelEvaluationUsesMap) {

@@ -163,10 +163,12 @@ struct SanityFlag {
 };
 
 struct EvaluateOptions {
-  bool quiet = false;                ///< no progress bar
-  bool keep_examples = true;         ///< keep per-example rows in the report
-  bool skip_zero_eps = true;         ///< ε = 0 everywhere: do not run the attack (see the header comment)
-  double threshold = 0.5;            ///< multi-label: a class is predicted when sigmoid(logit) ≥ threshold
+  bool quiet = false;         ///< no progress bar
+  bool keep_examples = true;  ///< keep per-example rows in the report
+  bool skip_zero_eps = true;  ///< ε = 0 everywhere: do not run the attack (see the header comment)
+  /// Multi-label: a class is predicted when sigmoid(logit) ≥ threshold. The attacks of pgd.hpp judge their own success
+  /// at 0.5, so another value here makes inconsistent_success fire on examples near the threshold.
+  double threshold = 0.5;
   std::vector<double> min_eps_grid;  ///< non-empty: search each example's minimal ε on this ascending grid
   SanityOptions sanity{};
   std::string label = "robust eval";  ///< the progress bar's label
@@ -315,17 +317,23 @@ inline std::vector<SanityFlag> check_summary(const Summary& s, std::int64_t budg
 
 namespace eval_detail {
 
-/// Puts the model in eval mode for its lifetime and restores the previous mode after.
+/// Puts the model in eval mode for its lifetime, then restores every module's own mode (a training model may hold
+/// modules kept in eval mode, e.g. frozen batch norm): train() is recursive, so the pre-order replay of the saved
+/// flags leaves each module as it was.
 template <class M> class EvalModeGuard {
  public:
-  explicit EvalModeGuard(M& m) : m_(m), was_(m.is_training()) { m_.eval(); }
-  ~EvalModeGuard() { m_.train(was_); }
+  explicit EvalModeGuard(M& m) {
+    for (auto& [name, mod] : m.named_modules()) saved_.emplace_back(mod, mod->is_training());
+    m.eval();
+  }
+  ~EvalModeGuard() {
+    for (auto& [mod, was] : saved_) mod->train(was);
+  }
   EvalModeGuard(const EvalModeGuard&) = delete;
   EvalModeGuard& operator=(const EvalModeGuard&) = delete;
 
  private:
-  M& m_;
-  bool was_;
+  std::vector<std::pair<nn::Module<typename M::value_type, typename M::device_type>*, bool>> saved_;
 };
 
 inline double median(std::vector<double> v) {
@@ -739,8 +747,10 @@ inline std::string md(double v, const char* f = "%.4g") {
 inline std::string md_min_eps(const MinEpsStats& m) {
   if (!m.computed) return "–";
   const std::string med = std::isinf(m.median) ? "> " + num(m.max_eps) : md(m.median);
-  return detail::concat(md(m.mean), " / ", med, " (", m.never_broken, " > ", num(m.max_eps), ")");
+  return detail::concat(md(m.mean), " / ", med, "; ", m.never_broken, " never broken");
 }
+/// Wall time: milliseconds stay visible for short runs; minutes and hours as the progress bar writes them.
+inline std::string md_seconds(double s) { return s < 60 ? num(s, "%.3g") + "s" : ProgressBar::format_duration(s); }
 inline std::string md_escape(const std::string& s) {
   std::string out;
   for (char c : s) {
@@ -901,11 +911,11 @@ inline std::string to_markdown(const RobustnessReport& r) {
   using namespace eval_detail;
   const bool min_eps = std::any_of(r.summaries.begin(), r.summaries.end(), [](auto& s) { return s.min_eps.computed; });
   std::string out = detail::concat("Robust evaluation: ", r.num_examples, " examples, ", r.num_classes, " classes",
-                                   r.multi_label ? " (multi-label)" : "", ", ", ProgressBar::format_duration(r.seconds),
+                                   r.multi_label ? " (multi-label)" : "", ", ", md_seconds(r.seconds),
                                    "\n\n| attack | threat model | clean acc | robust acc | success rate |");
   if (r.multi_label) out += " clean mAP | robust mAP | clean AUC | robust AUC |";
   out += " ‖δ‖ audio mean / median | ‖δ‖ video mean / median |";
-  if (min_eps) out += " min ε mean / median (never broken) |";
+  if (min_eps) out += " min ε mean / median |";
   out += " fwd | bwd | time |\n|---|---|---|---|---|";
   if (r.multi_label) out += "---|---|---|---|";
   out += "---|---|";
@@ -921,8 +931,7 @@ inline std::string to_markdown(const RobustnessReport& r) {
     out += detail::concat(" ", md(s.norm_audio_mean), " / ", md(s.norm_audio_median), " | ", md(s.norm_video_mean),
                           " / ", md(s.norm_video_median), " |");
     if (min_eps) out += " " + md_min_eps(s.min_eps) + " |";
-    out += detail::concat(" ", s.forward_passes, " | ", s.backward_passes, " | ",
-                          ProgressBar::format_duration(s.seconds), " |\n");
+    out += detail::concat(" ", s.forward_passes, " | ", s.backward_passes, " | ", md_seconds(s.seconds), " |\n");
   }
   return out + "\n" + md_flags(r.flags);
 }
@@ -996,7 +1005,7 @@ inline std::string to_markdown(const EpsilonSweep& sw) {
                        sw.multi_label ? md(s.robust_map, "%.4f") : md(s.robust_accuracy, "%.4f"), " | ",
                        sw.multi_label ? md(s.robust_auc, "%.4f") : detail::concat(s.robust_correct, " / ", s.examples),
                        " | ", md(s.success_rate, "%.4f"), " | ", s.forward_passes, " | ", s.backward_passes, " | ",
-                       ProgressBar::format_duration(s.seconds), " |\n");
+                       md_seconds(s.seconds), " |\n");
   }
   if (!sw.points.empty())
     out += detail::concat(
