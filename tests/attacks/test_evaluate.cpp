@@ -1,6 +1,9 @@
 // Robust evaluation on tiny linear audio-visual models whose answers are known in closed form: clean accuracy by
 // hand, ε = 0, FGSM sweeps, minimal ε = margin / ‖w‖₁, the sanity flags on constructed failures, multi-label mAP,
 // eval mode, and the Markdown / CSV / JSON writers read back.
+#include <unistd.h>
+
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
