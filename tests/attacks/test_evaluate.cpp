@@ -12,6 +12,7 @@
 
 #include "avgrad/attacks/evaluate.hpp"
 #include "avgrad/attacks/pgd.hpp"
+#include "avgrad/attacks/universal.hpp"
 #include "avgrad/models/classifier.hpp"
 #include "avgrad/models/fusion.hpp"
 #include "avgrad/models/heads.hpp"
@@ -240,6 +241,22 @@ TEST(Evaluate, FgsmSweepOnALinearModelIsNonIncreasingAndReachesZero) {
     EXPECT_LE(three[2].points[i].summary.robust_correct, three[0].points[i].summary.robust_correct);
     EXPECT_LE(three[2].points[i].summary.robust_correct, three[1].points[i].summary.robust_correct);
   }
+}
+
+TEST(Evaluate, ALearntUniversalPerturbationIsReportedBesidePerExampleAttacks) {
+  auto model = make_model<double>();
+  const auto batches = make_batches<double>(2, 8, 12);
+  const auto tm = ThreatModel::audio_only(linf(0.5, 0.1));
+  const auto universal = UniversalPgd<double>({.passes = 5}).run(*model, batches, tm);
+  const auto report =
+      evaluate_robustness(*model, batches, {attack_spec(universal), attack_spec(fgsm<double>())}, {tm}, quiet());
+  ASSERT_EQ(report.summaries.size(), 2u);
+  EXPECT_EQ(report.attacks[0], universal.name());
+  // One δ for every example is weaker than a per-example FGSM of the same radius on a linear model.
+  EXPECT_GE(report.summaries[0].robust_correct, report.summaries[1].robust_correct);
+  EXPECT_LT(report.summaries[0].robust_correct, report.summaries[0].clean_correct) << "the universal δ hurts";
+  expect_error([&] { universal.run(*model, batches[0].first, batches[0].second, ThreatModel::audio_only(linf(0.4))); },
+               {"learnt under"});
 }
 
 TEST(Evaluate, MinimalEpsMatchesTheClosedFormMarginOverTheDualNorm) {

@@ -367,6 +367,30 @@ TEST(Pgd, NoSteadyStateAllocation) {
   EXPECT_EQ(cpu_memory_stats().system_allocations, before);
 }
 
+/// An encoder that cuts its input off the graph: the attack sees zero gradients.
+template <Floating T> class Detached : public nn::UnaryModule<T> {
+ public:
+  explicit Detached(std::int64_t dim) : dim_(dim) {}
+  Tensor<T> forward(const Tensor<T>& x) override { return x.detach(); }
+  std::int64_t latent_dim() const { return dim_; }
+
+ private:
+  std::int64_t dim_;
+};
+
+TEST(Pgd, AModelWithoutInputGradientsIsReportedNotFatal) {
+  Generator gen(24);
+  AVClassifier m(std::make_unique<Detached<double>>(6), std::make_unique<Detached<double>>(5),
+                 std::make_unique<LateFusion<double>>(LateFusionOptions{.audio_dim = 6, .video_dim = 5, .dim = 4}, gen),
+                 std::make_unique<ClassifierHead<double>>(ClassifierHeadOptions{.in_dim = 4, .num_classes = 4}, gen));
+  AVInput<double> x{rand<double>({3, 6}, gen), rand<double>({3, 5}, gen)};
+  auto r = Pgd<double>({.steps = 3, .random_start = false})
+               .run(m, x, classes({0, 1, 2}), ThreatModel::audio_only({.eps = 0.1, .step = 0.05}));
+  EXPECT_EQ(r.bad_grad, (std::vector<char>{1, 1, 1}));
+  EXPECT_EQ(geometry::norms(r.delta.audio, Norm::linf), (std::vector<double>{0, 0, 0}))
+      << "a zero gradient does not move";
+}
+
 TEST(Pgd, RejectsBadInputs) {
   auto m = binary_model();
   AVInput<double> x{from_vector<double>({0.5, 1.5, 0.1}, Shape{1, 3}), randn_d({1, 2}, 1)};

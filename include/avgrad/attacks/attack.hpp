@@ -91,6 +91,12 @@ Probe<T, D> probe(M& model, const AVInput<T, D>& x, const Perturbation<T, D>& de
   }
   p.logits = model.forward(adv).logits;
   p.value = objective(p.logits, y);
+  if (!p.value.requires_grad()) {
+    // The model cuts the inputs off its output (a detach, a saturated clamp): the gradient is
+    // zero, which the attack reports as a bad gradient rather than an error.
+    for (std::size_t i = 0; i < order.size(); ++i) p.grad.at(order[i]) = zeros_like(leaves[i].detach());
+    return p;
+  }
   auto grads = autograd::grad(sum(p.value), leaves);
   for (std::size_t i = 0; i < order.size(); ++i) p.grad.at(order[i]) = grads[i];
   p.logits = p.logits.detach();

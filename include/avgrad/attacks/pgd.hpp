@@ -18,6 +18,9 @@ struct PgdOptions {
   bool early_stop = false;   ///< an example stops moving once the attack succeeds on it
   double momentum = 0.0;     ///< MI-FGSM's decay μ; 0 is plain PGD
   std::uint64_t seed = 0;    ///< random starts draw from Generator(seed)
+  /// > 0: every step is relative_step·ε of each modality's budget (FGSM: 1; fast adversarial
+  /// training's FGSM with random start: 1.25), whatever Budget::step says; 0: Budget::step.
+  double relative_step = 0.0;
 };
 
 /// PGD on any AVModel. The model runs as it is (call eval() for evaluation; adversarial
@@ -30,6 +33,8 @@ template <Floating T> class Pgd {
                  o.restarts);
     AVGRAD_CHECK(o.momentum >= 0 && std::isfinite(o.momentum), "Pgd", "momentum must be finite and >= 0, got ",
                  o.momentum);
+    AVGRAD_CHECK(o.relative_step >= 0 && std::isfinite(o.relative_step), "Pgd",
+                 "relative_step must be finite and >= 0, got ", o.relative_step);
   }
 
   /// Attacks x (labels y: true classes, or targets when the objective is targeted) within tm.
@@ -98,12 +103,10 @@ template <Floating T> class Pgd {
   }
   const PgdOptions& options() const { return o_; }
   const Objective<T>& objective() const { return objective_; }
-  /// FGSM steps the full radius when the budget names no step.
-  void set_fgsm_full_step(bool on) { fgsm_full_step_ = on; }
 
  private:
   double step_size(const Budget& b) const {
-    if (fgsm_full_step_ && b.step == 0) return b.eps;
+    if (o_.relative_step > 0) return o_.relative_step * b.eps;
     AVGRAD_CHECK(b.step > 0, "Pgd", "the budget's step is 0: set Budget::step (e.g. eps/4 for PGD-10)");
     return b.step;
   }
@@ -123,16 +126,17 @@ template <Floating T> class Pgd {
 
   PgdOptions o_;
   Objective<T> objective_;
-  bool fgsm_full_step_ = false;
 };
 
-/// FGSM: one step of the full radius ε (or Budget::step when set) from δ = 0; with random_start,
-/// from a uniform start (fast adversarial training uses step 1.25·ε).
+/// FGSM: one step of the full radius ε from δ = 0, whatever Budget::step says (so FGSM and PGD
+/// can share a threat model); with random_start, from a uniform start with a step of
+/// `relative_step`·ε (fast adversarial training, Wong et al. 2020, uses 1.25).
 template <Floating T> Pgd<T> fgsm(Objective<T> objective = Objective<T>::of(LossKind::cross_entropy),
-                                  bool random_start = false, std::uint64_t seed = 0) {
-  Pgd<T> a(PgdOptions{.steps = 1, .restarts = 1, .random_start = random_start, .seed = seed}, std::move(objective));
-  a.set_fgsm_full_step(true);
-  return a;
+                                  bool random_start = false, std::uint64_t seed = 0, double relative_step = 0.0) {
+  if (relative_step == 0.0) relative_step = random_start ? 1.25 : 1.0;
+  return Pgd<T>(
+      PgdOptions{.steps = 1, .restarts = 1, .random_start = random_start, .seed = seed, .relative_step = relative_step},
+      std::move(objective));
 }
 
 /// MI-FGSM: `steps` sign steps of Budget::step on the momentum of L1-normalised gradients, from δ = 0.

@@ -103,6 +103,16 @@ template <Floating T> struct UniversalPerturbation {
     r.forward_passes = 1;
     return r;
   }
+  /// The attack interface (run, name), so evaluate_robustness can report a learnt universal δ beside
+  /// per-example attacks: attack_spec(universal). The threat model passed in must be the one δ was
+  /// learnt under (checked by its description).
+  template <AVModel M>
+  AttackResult<T> run(M& model, const AVInput<T>& x, const Labels<T>& y, const ThreatModel& tm) const {
+    AVGRAD_CHECK(tm.str() == threat.str(), "UniversalPerturbation", "learnt under '", threat.str(),
+                 "' but evaluated under '", tm.str(), "'");
+    return attack_batch(model, x, y);
+  }
+  std::string name() const { return detail::concat("universal-", updates, "(", objective.name, ")"); }
 };
 
 /// Universal PGD on any AVModel over a multi-pass range of (AVInput, Labels) batches — a
