@@ -1,9 +1,18 @@
 // The umbrella header: core, autograd, every CPU op family, the audio front-end, nn layers,
-// models (encoders, fusions, heads, the study's models), optimizers, tensor files and
-// checkpoints. Include single headers instead to keep compile times down in large projects. Audio file I/O
-// (avgrad/audio/io.hpp, resample.hpp) is not included: it needs the avgrad::audio_io component (libsndfile, libsoxr).
+// models (encoders, fusions, heads, the study's models), attacks and robust evaluation,
+// classification metrics, optimizers, tensor files and checkpoints. Include single headers
+// instead to keep compile times down in large projects. Audio file I/O (avgrad/audio/io.hpp,
+// resample.hpp) is not included: it needs the avgrad::audio_io component (libsndfile, libsoxr).
 #pragma once
 
+#include "avgrad/attacks/apgd.hpp"
+#include "avgrad/attacks/attack.hpp"
+#include "avgrad/attacks/cw.hpp"
+#include "avgrad/attacks/evaluate.hpp"
+#include "avgrad/attacks/objective.hpp"
+#include "avgrad/attacks/pgd.hpp"
+#include "avgrad/attacks/threat_model.hpp"
+#include "avgrad/attacks/universal.hpp"
 #include "avgrad/audio/augment.hpp"
 #include "avgrad/audio/decibel.hpp"
 #include "avgrad/audio/filterbank.hpp"
@@ -23,6 +32,7 @@
 #include "avgrad/core/tensor.hpp"
 #include "avgrad/data/npy.hpp"
 #include "avgrad/data/safetensors.hpp"
+#include "avgrad/metrics/classification.hpp"
 #include "avgrad/models/audio_encoders.hpp"
 #include "avgrad/models/bench_av_small.hpp"
 #include "avgrad/models/blocks.hpp"

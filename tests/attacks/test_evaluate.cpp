@@ -10,6 +10,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "avgrad/attacks/apgd.hpp"
 #include "avgrad/attacks/evaluate.hpp"
 #include "avgrad/attacks/pgd.hpp"
 #include "avgrad/attacks/universal.hpp"
@@ -257,6 +258,30 @@ TEST(Evaluate, ALearntUniversalPerturbationIsReportedBesidePerExampleAttacks) {
   EXPECT_LT(report.summaries[0].robust_correct, report.summaries[0].clean_correct) << "the universal δ hurts";
   expect_error([&] { universal.run(*model, batches[0].first, batches[0].second, ThreatModel::audio_only(linf(0.4))); },
                {"learnt under"});
+}
+
+TEST(Evaluate, DocsExample) {
+  // docs/attacks.md's robust-evaluation example on the linear test model (double, no video range).
+  auto model = make_model<double>();
+  const auto test_batches = make_batches<double>(2, 8, 15);
+  const Budget a{.norm = Norm::linf, .eps = 0.1, .step = 0.01};
+  const Budget v{.norm = Norm::linf, .eps = 8.0 / 255, .step = 1.0 / 255};
+  auto report = evaluate_robustness(*model, test_batches,
+                                    {attack_spec(fgsm<double>(), {.family = "linf", .strength = 1}),
+                                     attack_spec(Pgd<double>({.steps = 10}), {.family = "linf", .strength = 2}),
+                                     attack_spec(Apgd<double>({.steps = 100}), {.family = "linf", .strength = 3})},
+                                    {ThreatModel::audio_only(a), ThreatModel::video_only(v), ThreatModel::joint(a, v)},
+                                    {.quiet = true, .min_eps_grid = {0.0, 0.02, 0.05, 0.1, 0.2}});
+  EXPECT_EQ(report.summaries.size(), 9u);
+  EXPECT_TRUE(report.flags.empty()) << to_markdown(report);
+  const auto path =
+      std::filesystem::temp_directory_path() / ("avgrad_docs_example_" + std::to_string(::getpid()) + ".md");
+  write_markdown(report, path);
+  EXPECT_EQ(read_text(path), to_markdown(report));
+  std::filesystem::remove(path);
+  auto sweeps = epsilon_sweeps_by_modality(*model, test_batches, attack_spec(Pgd<double>({.steps = 10})),
+                                           ThreatModel::joint(a, v), {0.0, 0.025, 0.05, 0.1, 0.2}, quiet());
+  EXPECT_EQ(sweeps.size(), 3u);
 }
 
 TEST(Evaluate, MinimalEpsMatchesTheClosedFormMarginOverTheDualNorm) {
