@@ -30,7 +30,7 @@ inputs: the weights (state.<name>), inputs and labels, the logits, the input gra
 (grad.audio, grad.video) and delta after one PGD step (delta1.audio, delta1.video); `bench_attacks --check=FILE`
 loads it into avgrad's model (double and float) and compares.
 
-Output: a Markdown table, or with --json a list of {"name": "torch/W4_Pgd10", "ms": ..., "threads": ...,
+--only NAME (repeatable) runs only the named benchmarks. Output: a Markdown table, or with --json a list of {"name": "torch/W4_Pgd10", "ms": ..., "threads": ...,
 "repeats": ...} on stdout.
 """
 import argparse
@@ -198,6 +198,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=20, help="timed runs per benchmark (median reported)")
     ap.add_argument("--warmup", type=int, default=2, help="untimed runs before timing")
     ap.add_argument("--json", action="store_true", help="print JSON instead of a Markdown table")
+    ap.add_argument("--only", action="append", metavar="NAME", help="run only this benchmark (e.g. W4_Pgd10; repeatable)")
     ap.add_argument("--write-check", metavar="FILE", help="write weights, inputs and expected outputs, then exit")
     args = ap.parse_args()
 
@@ -219,9 +220,11 @@ def main():
         with torch.no_grad():
             F.cross_entropy(model(xa, xv), y, reduction="none").sum()
 
-    record("W4_Pgd10", timed(lambda: pgd(model, xa, xv, y), args.warmup, args.repeats))
-    record("W4_ForwardBackward", timed(lambda: gradient(model, xa, xv, y, zero), args.warmup, args.repeats))
-    record("W4_Forward", timed(forward, args.warmup, args.repeats))
+    benchmarks = {"W4_Pgd10": lambda: pgd(model, xa, xv, y), "W4_ForwardBackward": lambda: gradient(model, xa, xv, y, zero),
+                  "W4_Forward": forward}
+    for name, fn in benchmarks.items():
+        if not args.only or name in args.only:
+            record(name, timed(fn, args.warmup, args.repeats))
 
     if args.json:
         json.dump(results, sys.stdout, indent=1)
