@@ -148,7 +148,9 @@ TEST(AvDigitsMotion, DigitStaysWhollyInFrameAndBounces) {
     }
     // Speed is 4 px/frame; one of x or y moves at least 4/√2 per frame over a range of ≤ 11.
     const double vy = clip.path.y[1] - clip.path.y[0];
-    if (std::abs(clip.path.x[1] - clip.path.x[0]) > std::abs(vy)) EXPECT_GE(sign_changes, 5) << "seed " << seed;
+    if (std::abs(clip.path.x[1] - clip.path.x[0]) > std::abs(vy)) {
+      EXPECT_GE(sign_changes, 5) << "seed " << seed;
+    }
   }
 }
 

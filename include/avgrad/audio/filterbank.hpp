@@ -199,7 +199,7 @@ template <Floating T> class Filterbank {
     return autograd::record<T, Cpu>("Filterbank", y, {spec},
                                     [bank, rows](const Tensor<T, Cpu>& g_any, const std::vector<bool>&) {
                                       const Tensor<T, Cpu> g = g_any.contiguous();
-                                      const std::int64_t F = bank->n_freqs(), M = bank->n_filters();
+                                      const std::int64_t F = bank->n_freqs();
                                       Shape ds_shape = g.shape();
                                       ds_shape[ds_shape.rank() - 1] = F;
                                       auto ds = Tensor<T, Cpu>::empty(ds_shape);
