@@ -1,6 +1,6 @@
 // The umbrella header: core, autograd, every CPU op family, the audio front-end, nn layers,
 // models (encoders, fusions, heads, the study's models), attacks and robust evaluation,
-// classification metrics, optimizers, tensor files and checkpoints. Include single headers
+// classification and latent-space metrics, optimizers, tensor files and checkpoints. Include single headers
 // instead to keep compile times down in large projects. Audio file I/O (avgrad/audio/io.hpp,
 // resample.hpp) is not included: it needs the avgrad::audio_io component (libsndfile, libsoxr).
 #pragma once
@@ -33,6 +33,9 @@
 #include "avgrad/data/npy.hpp"
 #include "avgrad/data/safetensors.hpp"
 #include "avgrad/metrics/classification.hpp"
+#include "avgrad/metrics/knn.hpp"
+#include "avgrad/metrics/latent.hpp"
+#include "avgrad/metrics/report.hpp"
 #include "avgrad/models/audio_encoders.hpp"
 #include "avgrad/models/bench_av_small.hpp"
 #include "avgrad/models/blocks.hpp"

@@ -1,10 +1,17 @@
 // Density and convexity with known answers: separated vs overlapping Gaussian classes, tight vs
 // wide classes, a ball class under a linear head (convexity 1), and a ring around a central class
 // whose convexity is integrated numerically in the test.
+#include <algorithm>
 #include <cmath>
 #include <numbers>
 
+#include "avgrad/attacks/objective.hpp"
+#include "avgrad/data/detail/json.hpp"
 #include "avgrad/metrics/latent.hpp"
+#include "avgrad/metrics/report.hpp"
+#include "avgrad/models/classifier.hpp"
+#include "avgrad/models/fusion.hpp"
+#include "avgrad/models/heads.hpp"
 #include "avgrad/ops/join.hpp"
 #include "avgrad/ops/reduce.hpp"
 #include "avgrad/ops/unary.hpp"
@@ -163,6 +170,58 @@ TEST(Pearson, KnownValues) {
   EXPECT_NEAR(pearson({1, 2, 3, 4}, {2, 4, 6, 8}), 1.0, 1e-15);
   EXPECT_NEAR(pearson({1, 2, 3, 4}, {8, 6, 4, 2}), -1.0, 1e-15);
   EXPECT_NEAR(pearson({1, 2, 3, NAN}, {1, 3, 2, 100}), 0.5, 1e-15);
+}
+
+// ---- the latent report ------------------------------------------------------------------------
+
+TEST(LatentReport, SeparatedClassesInEverySpace) {
+  using namespace avgrad::models;
+  using Model =
+      AVClassifier<InputPassthrough<double>, InputPassthrough<double>, LateFusion<double>, IdentityHead<double>>;
+  Model m(std::make_unique<InputPassthrough<double>>(2), std::make_unique<InputPassthrough<double>>(2),
+          std::make_unique<LateFusion<double>>(LateFusionOptions{.audio_dim = 2, .video_dim = 2, .dim = 2}),
+          std::make_unique<IdentityHead<double>>(2));
+  {
+    NoGradGuard ng;
+    const auto w = from_vector<double>({1, 0, -1, 0}, Shape{2, 2});
+    copy_(m.fusion().audio_proj.weight, w);
+    copy_(m.fusion().video_proj.weight, w);
+    copy_(m.fusion().audio_proj.bias, zeros<double>({2}));
+    copy_(m.fusion().video_proj.bias, zeros<double>({2}));
+  }
+  // Two batches; class 0 around (+5, 0), class 1 around (−5, 0), in both modalities.
+  std::vector<std::pair<models::AVInput<double>, attacks::Labels<double>>> batches;
+  Generator g(9);
+  for (int b = 0; b < 2; ++b) {
+    std::vector<std::int64_t> y;
+    auto a = randn<double>({20, 2}, g).to_vector(), v = randn<double>({20, 2}, g).to_vector();
+    for (int i = 0; i < 20; ++i) {
+      y.push_back(i % 2);
+      a[static_cast<std::size_t>(2 * i)] += i % 2 ? -5 : 5;
+      v[static_cast<std::size_t>(2 * i)] += i % 2 ? -5 : 5;
+    }
+    batches.push_back({{from_vector<double>(a, Shape{20, 2}), from_vector<double>(v, Shape{20, 2})},
+                       {from_vector<std::int64_t>(y, Shape{20}), {}}});
+  }
+  m.train();
+  auto r = latent_report(m, batches, {.density = {.k = 5}, .convexity = {.pairs = 300}, .quiet = true});
+  EXPECT_TRUE(m.is_training()) << "the model's mode is restored";
+  EXPECT_EQ(r.examples, 40);
+  EXPECT_DOUBLE_EQ(r.accuracy, 1.0);
+  EXPECT_EQ(r.class_counts, (std::vector<std::int64_t>{20, 20}));
+  ASSERT_EQ(r.spaces.size(), 3u);
+  for (const auto& s : r.spaces) {
+    EXPECT_DOUBLE_EQ(s.mean_purity, 1.0) << s.space;
+    EXPECT_DOUBLE_EQ(s.mean_convexity, 1.0) << s.space;
+    EXPECT_GT(s.mean_margin_ratio, 2.0) << s.space;
+  }
+  EXPECT_EQ(r.spaces[2].space, "fused");
+  const auto json = avgrad::detail::json::parse(to_json(r));
+  ASSERT_NE(json.find("spaces"), nullptr);
+  EXPECT_EQ(json.find("spaces")->items.size(), 3u);
+  EXPECT_NE(to_markdown(r).find("| fused | 1 | 20 |"), std::string::npos) << to_markdown(r);
+  const auto csv = to_csv(r);
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1 + 3 * 2);
 }
 
 }  // namespace

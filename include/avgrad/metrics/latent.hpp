@@ -74,9 +74,10 @@ struct ClassDensity {
   double margin_ratio = NAN;   ///< mean over members of (nearest other-class distance / nearest same-class distance)
 };
 
-/// Per class (and the mean over classes with ≥ 2 members) of the density statistics. The
-/// mean kNN distance of an example is over its k neighbours (itself excluded); the global
-/// median is over all examples.
+/// Per class, the density statistics. The mean kNN distance of an example is over its k
+/// neighbours (itself excluded); the global median is over all examples. The margin ratio needs
+/// at least two members and one non-member (else NaN). Every distance comes from metrics::knn, so
+/// memory stays bounded by its blocks whatever N is.
 template <Floating T>
 std::vector<ClassDensity> density(const Tensor<T, Cpu>& latents, const ClassSets& classes, DensityOptions o = {}) {
   const auto z = pooled_latents(latents);
@@ -85,20 +86,27 @@ std::vector<ClassDensity> density(const Tensor<T, Cpu>& latents, const ClassSets
                " examples, latents for ", N);
   AVGRAD_CHECK(N >= 2, "density", "needs at least 2 examples");
   const std::int64_t k = std::min(o.k, N - 1);
-  // The nearest same- and other-class neighbours can lie beyond the k nearest: rank everything.
-  const auto all = knn(z, z, N - 1, KnnOptions{.metric = o.metric, .exclude_self = true});
-  const auto* idx = all.indices.data();
-  const auto* dist = all.distances.data();
+  const auto nn = knn(z, z, k, KnnOptions{.metric = o.metric, .exclude_self = true});
+  const auto* idx = nn.indices.data();
+  const auto* dist = nn.distances.data();
   std::vector<double> mean_knn(static_cast<std::size_t>(N));
   for (std::int64_t i = 0; i < N; ++i) {
     double s = 0;
-    for (std::int64_t j = 0; j < k; ++j) s += static_cast<double>(dist[i * (N - 1) + j]);
+    for (std::int64_t j = 0; j < k; ++j) s += static_cast<double>(dist[i * k + j]);
     mean_knn[static_cast<std::size_t>(i)] = s / static_cast<double>(k);
   }
   std::vector<double> sorted = mean_knn;
   std::nth_element(sorted.begin(), sorted.begin() + N / 2, sorted.end());
   double median = sorted[static_cast<std::size_t>(N / 2)];
   if (N % 2 == 0) median = 0.5 * (median + *std::max_element(sorted.begin(), sorted.begin() + N / 2));
+  const std::int64_t D = z.size(1);
+  // Rows `which` of z as a new (n, D) tensor.
+  auto rows = [&](const std::vector<std::int64_t>& which) {
+    auto t = Tensor<T, Cpu>::empty({static_cast<std::int64_t>(which.size()), D});
+    for (std::size_t r = 0; r < which.size(); ++r)
+      std::copy(z.data() + which[r] * D, z.data() + (which[r] + 1) * D, t.data() + static_cast<std::int64_t>(r) * D);
+    return t;
+  };
   std::vector<ClassDensity> out;
   for (std::int64_t c = 0; c < classes.num_classes; ++c) {
     ClassDensity d;
@@ -109,30 +117,33 @@ std::vector<ClassDensity> density(const Tensor<T, Cpu>& latents, const ClassSets
       out.push_back(d);
       continue;
     }
-    double purity = 0, local = 0, ratio = 0;
-    std::int64_t ratio_n = 0;
+    double purity = 0, local = 0;
     for (std::int64_t i : members) {
       std::int64_t same = 0;
-      double near_same = INFINITY, near_other = INFINITY;
-      for (std::int64_t j = 0; j < N - 1; ++j) {
-        const auto n = static_cast<std::size_t>(idx[i * (N - 1) + j]);
-        const bool in = classes.has(n, c);
-        if (j < k) same += in;
-        const double dd = static_cast<double>(dist[i * (N - 1) + j]);
-        if (in && near_same == INFINITY) near_same = dd;
-        if (!in && near_other == INFINITY) near_other = dd;
-      }
+      for (std::int64_t j = 0; j < k; ++j) same += classes.has(static_cast<std::size_t>(idx[i * k + j]), c);
       purity += static_cast<double>(same) / static_cast<double>(k);
       local += mean_knn[static_cast<std::size_t>(i)];
-      if (std::isfinite(near_same) && std::isfinite(near_other) && near_same > 0) {
-        ratio += near_other / near_same;
-        ++ratio_n;
-      }
     }
     const double m = static_cast<double>(members.size());
     d.purity = purity / m;
     d.local_density = median > 0 ? local / m / median : NAN;
-    d.margin_ratio = ratio_n ? ratio / static_cast<double>(ratio_n) : NAN;
+    // The nearest same- and other-class neighbours may lie beyond the k nearest: one more kNN
+    // each, members against members and members against the rest (memory stays bounded).
+    std::vector<std::int64_t> others;
+    for (std::int64_t i = 0; i < N; ++i)
+      if (!classes.has(static_cast<std::size_t>(i), c)) others.push_back(i);
+    if (members.size() >= 2 && !others.empty()) {
+      const auto zc = rows(members);
+      const auto same = knn(zc, zc, 1, KnnOptions{.metric = o.metric, .exclude_self = true}).distances;
+      const auto other = knn(zc, rows(others), 1, KnnOptions{.metric = o.metric}).distances;
+      double ratio = 0;
+      std::int64_t n = 0;
+      for (std::size_t r = 0; r < members.size(); ++r) {
+        const double ds = static_cast<double>(same.data()[r]), dn = static_cast<double>(other.data()[r]);
+        if (ds > 0) ratio += dn / ds, ++n;
+      }
+      d.margin_ratio = n ? ratio / static_cast<double>(n) : NAN;
+    }
     out.push_back(d);
   }
   return out;
