@@ -1,8 +1,8 @@
 // The umbrella header: core, autograd, every CPU op family, the audio front-end, nn layers,
 // models (encoders, fusions, heads, the study's models), attacks and robust evaluation,
-// classification and latent-space metrics, optimizers, tensor files and checkpoints. Include single headers
-// instead to keep compile times down in large projects. Audio file I/O (avgrad/audio/io.hpp,
-// resample.hpp) is not included: it needs the avgrad::audio_io component (libsndfile, libsoxr).
+// classification and latent-space metrics, optimizers, tensor files and checkpoints. Include
+// single headers instead to keep compile times down in large projects. Audio file I/O
+// (avgrad/audio/io.hpp, resample.hpp) is not included: it needs the avgrad::audio_io component.
 #pragma once
 
 #include "avgrad/attacks/apgd.hpp"
