@@ -71,6 +71,13 @@ TEST(Density, TightClassesAreDenserThanWideOnes) {
   auto ds = density(seq, cls, {.k = 5});
   EXPECT_NEAR(ds[0].local_density, d[0].local_density, 1e-12);
   expect_error([&] { density(z, ClassSets::single({0, 1}, 2)); }, {"density", "labels for 2 examples"});
+  // A seeded subsample of half the examples keeps the picture: both classes, tight still tight.
+  auto sub = density(z, cls, {.k = 5, .subsample = 100, .seed = 3});
+  EXPECT_EQ(sub[0].members + sub[1].members, 100);
+  EXPECT_GT(sub[0].members, 20);
+  EXPECT_LT(sub[0].local_density, 1.0);
+  EXPECT_GT(sub[1].local_density, 1.0);
+  EXPECT_EQ(density(z, cls, {.k = 5, .subsample = 100, .seed = 3})[0].members, sub[0].members) << "seeded";
 }
 
 TEST(Density, MultiLabelNeighboursShareTheLabel) {

@@ -64,6 +64,8 @@ template <Floating T> Tensor<T, Cpu> pooled_latents(const Tensor<T, Cpu>& z) {
 struct DensityOptions {
   std::int64_t k = 10;
   KnnMetric metric = KnnMetric::l2;
+  std::int64_t subsample = 0;  ///< > 0: compute on this many examples drawn without replacement (seeded)
+  std::uint64_t seed = 0;
 };
 
 /// Density D_c of one class.
@@ -80,10 +82,36 @@ struct ClassDensity {
 /// memory stays bounded by its blocks whatever N is.
 template <Floating T>
 std::vector<ClassDensity> density(const Tensor<T, Cpu>& latents, const ClassSets& classes, DensityOptions o = {}) {
+  AVGRAD_CHECK(o.k >= 1 && o.subsample >= 0, "density", "need k >= 1 and subsample >= 0, got ", o.k, " and ",
+               o.subsample);
+  AVGRAD_CHECK(latents.dim() >= 1 && static_cast<std::int64_t>(classes.of.size()) == latents.size(0), "density",
+               "labels for ", classes.of.size(), " examples, latents for ", latents.dim() ? latents.size(0) : 0);
+  if (o.subsample > 0 && o.subsample < latents.size(0)) {
+    // A seeded partial Fisher–Yates shuffle picks the subset; the metrics are then those of the subset.
+    const std::int64_t n = latents.size(0);
+    std::vector<std::int64_t> order(static_cast<std::size_t>(n));
+    for (std::int64_t i = 0; i < n; ++i) order[static_cast<std::size_t>(i)] = i;
+    Generator gen(o.seed);
+    const auto u = rand<double>(Shape{o.subsample}, gen, 0.0, 1.0).to_vector();
+    for (std::int64_t i = 0; i < o.subsample; ++i) {
+      const auto j = i + std::min(static_cast<std::int64_t>(u[static_cast<std::size_t>(i)] * (n - i)), n - i - 1);
+      std::swap(order[static_cast<std::size_t>(i)], order[static_cast<std::size_t>(j)]);
+    }
+    order.resize(static_cast<std::size_t>(o.subsample));
+    const auto full = pooled_latents(latents);
+    const std::int64_t D = full.size(1);
+    auto picked = Tensor<T, Cpu>::empty({o.subsample, D});
+    ClassSets sub{classes.num_classes, {}};
+    for (std::size_t r = 0; r < order.size(); ++r) {
+      std::copy(full.data() + order[r] * D, full.data() + (order[r] + 1) * D,
+                picked.data() + static_cast<std::int64_t>(r) * D);
+      sub.of.push_back(classes.of[static_cast<std::size_t>(order[r])]);
+    }
+    o.subsample = 0;
+    return density(picked, sub, o);
+  }
   const auto z = pooled_latents(latents);
   const std::int64_t N = z.size(0);
-  AVGRAD_CHECK(static_cast<std::int64_t>(classes.of.size()) == N, "density", "labels for ", classes.of.size(),
-               " examples, latents for ", N);
   AVGRAD_CHECK(N >= 2, "density", "needs at least 2 examples");
   const std::int64_t k = std::min(o.k, N - 1);
   const auto nn = knn(z, z, k, KnnOptions{.metric = o.metric, .exclude_self = true});
