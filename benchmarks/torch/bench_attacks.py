@@ -36,14 +36,17 @@ loads it into avgrad's model (double and float) and compares.
 import argparse
 import copy
 import json
+import os
 import statistics
-import struct
 import sys
 import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../tests", "support"))
+from safetensors_writer import write_safetensors  # noqa: E402
 
 BATCH, CLASSES = 32, 10
 AUDIO_SHAPE, VIDEO_SHAPE = (BATCH, 1, 128, 100), (BATCH, 3, 8, 32, 32)
@@ -146,25 +149,6 @@ def pgd(model, xa, xv, y, steps=10):
     return delta, logits
 
 
-def write_safetensors(path, tensors):
-    """safetensors by hand (8-byte header length, JSON header, little-endian data); F64 and I64."""
-    header, chunks, offset = {"__metadata__": {"source": "bench_attacks.py", "torch": torch.__version__}}, [], 0
-    for name in sorted(tensors):
-        t = tensors[name].detach().contiguous()
-        code, np_type = ("I64", "<i8") if t.dtype == torch.int64 else ("F64", "<f8")
-        data = t.numpy().astype(np_type).tobytes()
-        header[name] = {"dtype": code, "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
-        chunks.append(data)
-        offset += len(data)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for c in chunks:
-            f.write(c)
-
-
 def write_check(path, model, xa, xv, y):
     """The reference in float64, where no max-pool window is a near tie that rounding decides (in float32 a
     batch of this size has a few, and the two frameworks' convolutions round differently), so avgrad's
@@ -178,7 +162,7 @@ def write_check(path, model, xa, xv, y):
     out = {f"state.{n}": t.double() for n, t in model.state_dict().items()}
     out.update({"audio": xa, "video": xv, "labels": y, "logits": logits, "grad.audio": g[0], "grad.video": g[1],
                 "delta1.audio": delta[0], "delta1.video": delta[1]})
-    write_safetensors(path, out)
+    write_safetensors(path, out, {"source": "bench_attacks.py", "torch": torch.__version__})
 
 
 def timed(fn, warmup, repeats):
