@@ -63,13 +63,6 @@ template <Floating T> Objective<T> targeted_dlr_objective(const Tensor<std::int6
 
 namespace apgd_detail {
 
-/// dst[b] ← src[b] for one example of two (B, ...) contiguous tensors of the same shape.
-template <Floating T> void copy_row(Tensor<T>& dst, const Tensor<T>& src, std::int64_t b) {
-  const auto [B, n] = geometry::rows(dst);
-  (void)B;
-  std::copy(src.data() + b * n, src.data() + (b + 1) * n, dst.data() + b * n);
-}
-
 template <Floating T> Perturbation<T> clone(const Perturbation<T>& p) {
   Perturbation<T> c;
   for (Modality m : {Modality::audio, Modality::video})
@@ -182,8 +175,8 @@ template <Floating T> class Apgd {
             f_max[b] = f[b];
             for (Modality m : {Modality::audio, Modality::video}) {
               if (!tm.attacks(m)) continue;
-              apgd_detail::copy_row(x_max.at(m), delta.at(m), static_cast<std::int64_t>(b));
-              if (!last) apgd_detail::copy_row(grad_at_max.at(m), grad.at(m), static_cast<std::int64_t>(b));
+              geometry::copy_row(x_max.at(m), delta.at(m), static_cast<std::int64_t>(b));
+              if (!last) geometry::copy_row(grad_at_max.at(m), grad.at(m), static_cast<std::int64_t>(b));
             }
           }
         }
@@ -206,9 +199,9 @@ template <Floating T> class Apgd {
           for (Modality m : {Modality::audio, Modality::video}) {
             if (!tm.attacks(m)) continue;
             const auto i = static_cast<std::int64_t>(b);
-            apgd_detail::copy_row(delta.at(m), x_max.at(m), i);
-            apgd_detail::copy_row(previous.at(m), x_max.at(m), i);
-            apgd_detail::copy_row(grad.at(m), grad_at_max.at(m), i);
+            geometry::copy_row(delta.at(m), x_max.at(m), i);
+            geometry::copy_row(previous.at(m), x_max.at(m), i);
+            geometry::copy_row(grad.at(m), grad_at_max.at(m), i);
           }
         }
       }

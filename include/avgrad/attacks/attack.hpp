@@ -175,18 +175,10 @@ template <Floating T, Device D = Cpu> struct BestPerturbation {
       if (!better) continue;
       success[i] = cand_success[i];
       value[i] = cand_value[i];
-      copy_row(logits, cand_logits, b);
+      geometry::copy_row(logits, cand_logits, b);
       for (Modality m : {Modality::audio, Modality::video})
-        if (cand.at(m).defined()) copy_row(delta.at(m), cand.at(m), b);
+        if (cand.at(m).defined()) geometry::copy_row(delta.at(m), cand.at(m), b);
     }
-  }
-
- private:
-  static void copy_row(Tensor<T, D>& dst, const Tensor<T, D>& src, std::int64_t b) {
-    const auto s = src.contiguous();
-    const auto [B, n] = geometry::rows(dst);
-    (void)B;
-    std::copy(s.data() + b * n, s.data() + (b + 1) * n, dst.data() + b * n);
   }
 };
 

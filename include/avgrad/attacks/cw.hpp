@@ -230,8 +230,8 @@ template <Floating T> class CarliniWagnerL2 {
             best_norm2[b] = norm2[b];
             found[b] = 1;
             const auto i = static_cast<std::int64_t>(b);
-            for (const auto& v : vars) copy_row(best.at(v.m), delta.at(v.m), i);
-            copy_row(r.logits, p.logits.contiguous(), i);
+            for (const auto& v : vars) geometry::copy_row(best.at(v.m), delta.at(v.m), i);
+            geometry::copy_row(r.logits, p.logits, i);
           }
         }
         if (o_.abort_early && it % check_every == 0) {
@@ -291,12 +291,6 @@ template <Floating T> class CarliniWagnerL2 {
   const CarliniWagnerOptions& options() const { return o_; }
 
  private:
-  static void copy_row(Tensor<T>& dst, const Tensor<T>& src, std::int64_t b) {
-    const auto [B, n] = geometry::rows(dst);
-    (void)B;
-    std::copy(src.data() + b * n, src.data() + (b + 1) * n, dst.data() + b * n);
-  }
-
   CarliniWagnerOptions o_;
 };
 

@@ -132,6 +132,13 @@ template <Floating T> std::vector<double> norms(const Tensor<T, Cpu>& t, Norm no
   return out;
 }
 
+/// dst[b] ← src[b]: one example's row of two (B, ...) tensors of the same shape (dst contiguous).
+template <Floating T> void copy_row(Tensor<T, Cpu>& dst, const Tensor<T, Cpu>& src, std::int64_t b) {
+  const auto s = src.contiguous();
+  const std::int64_t n = rows(dst).second;
+  std::copy(s.data() + b * n, s.data() + (b + 1) * n, dst.data() + b * n);
+}
+
 /// Euclidean projection of one row onto the L1 ball of radius eps (Duchi et al. 2008).
 template <Floating T> void project_l1_row(T* r, std::int64_t n, double eps, std::vector<double>& scratch) {
   double l1 = 0;
