@@ -16,6 +16,7 @@ using namespace avgrad;
 using namespace avgrad::attacks;
 using namespace avgrad::models;
 using avgrad::testing::TD;
+using avgrad::testing::worst_relative_error;
 
 namespace {
 
@@ -56,16 +57,6 @@ ThreatModel threat(const std::string& tag) {
   if (tag == "linf")
     return ThreatModel::joint(Budget{.norm = Norm::linf, .eps = 0.1, .step = 0.03, .lo = -inf, .hi = inf}, video);
   return ThreatModel::joint(Budget{.norm = Norm::l2, .eps = 0.3, .step = 0.1, .lo = -inf, .hi = inf}, video);
-}
-
-double worst_relative_error(const TD& actual, const TD& expected) {
-  EXPECT_EQ(actual.shape(), expected.shape());
-  if (!(actual.shape() == expected.shape())) return INFINITY;
-  auto a = actual.contiguous().to_vector(), e = expected.contiguous().to_vector();
-  double worst = 0;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    worst = std::max(worst, std::abs(a[i] - e[i]) / std::max(1.0, std::abs(e[i])));
-  return worst;
 }
 
 // Entries whose sign (−1, 0, +1) differs: a flip moves δ by a whole step, so it must be zero, not tolerated.

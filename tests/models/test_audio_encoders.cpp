@@ -94,17 +94,6 @@ struct Reference {
   }
 };
 
-/// The largest |a − e| / max(1, |e|) over the elements (shapes must agree).
-double worst_relative_error(const TD& actual, const TD& expected) {
-  EXPECT_EQ(actual.shape(), expected.shape());
-  if (!(actual.shape() == expected.shape())) return INFINITY;
-  auto a = actual.contiguous().to_vector(), e = expected.contiguous().to_vector();
-  double worst = 0;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    worst = std::max(worst, std::abs(a[i] - e[i]) / std::max(1.0, std::abs(e[i])));
-  return worst;
-}
-
 /// Loads the case into `model` (eval mode), then compares the output, the input gradient
 /// of sum(output · cotangent) and the listed parameter gradients at 1e-10 relative.
 void expect_matches_reference(nn::UnaryModule<double>& model, const Reference& ref) {

@@ -156,16 +156,6 @@ TEST(StudyModels, DocsExample) {
 const std::filesystem::path kReference =
     std::filesystem::path(__FILE__).parent_path() / "fixtures" / "late_fusion_reference.safetensors";
 
-double worst_relative_error(const TD& actual, const TD& expected) {
-  EXPECT_EQ(actual.shape(), expected.shape());
-  if (!(actual.shape() == expected.shape())) return INFINITY;
-  auto a = actual.contiguous().to_vector(), e = expected.contiguous().to_vector();
-  double worst = 0;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    worst = std::max(worst, std::abs(a[i] - e[i]) / std::max(1.0, std::abs(e[i])));
-  return worst;
-}
-
 TEST(StudyModels, LateFusionMatchesTorch) {
   auto ref = load_safetensors<double>(kReference);
   auto get = [&](const std::string& n) {

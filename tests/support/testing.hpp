@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <functional>
 #include <string>
 #include <vector>
@@ -48,6 +50,18 @@ template <class T> void expect_close(const Tensor<T, Cpu>& a, const std::vector<
   auto v = a.to_vector();
   ASSERT_EQ(v.size(), expected.size());
   for (std::size_t i = 0; i < v.size(); ++i) EXPECT_NEAR(double(v[i]), double(expected[i]), tol) << "element " << i;
+}
+
+/// The largest |a − e| / max(1, |e|) over the elements: the error measure of the PyTorch
+/// reference comparisons (absolute near zero, relative for large values). Shapes must agree.
+inline double worst_relative_error(const TD& actual, const TD& expected) {
+  EXPECT_EQ(actual.shape(), expected.shape());
+  if (!(actual.shape() == expected.shape())) return INFINITY;
+  auto a = actual.contiguous().to_vector(), e = expected.contiguous().to_vector();
+  double worst = 0;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    worst = std::max(worst, std::abs(a[i] - e[i]) / std::max(1.0, std::abs(e[i])));
+  return worst;
 }
 
 }  // namespace avgrad::testing
