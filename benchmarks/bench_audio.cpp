@@ -2,7 +2,7 @@
 // frames every 10 ms) of 16 clips × 10 s at 16 kHz, forward and forward+backward (the
 // gradient of the sum of all features with respect to the waveform), and the study's
 // reference log-mel recipe on the same clips. Argument: OpenMP threads. The torchaudio
-// side is benchmarks/torch/bench_audio.py; benchmarks/compare_audio.sh runs both.
+// side is benchmarks/torch/bench_audio.py; benchmarks/compare.py runs both.
 #include "avgrad/audio/frontend.hpp"
 #include "avgrad/autograd/engine.hpp"
 

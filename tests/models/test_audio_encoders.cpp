@@ -9,6 +9,7 @@
 
 #include "avgrad/data/safetensors.hpp"
 #include "avgrad/models/audio_encoders.hpp"
+#include "avgrad/ops/pool.hpp"
 #include "avgrad/ops/reduce.hpp"
 #include "support/testing.hpp"
 
@@ -295,6 +296,64 @@ TEST(ConvStackEncoder, DefaultsSmallShapesAndParams) {
   // batch norm: batch statistics in training mode, running ones in eval
   m.train();
   EXPECT_TRUE(differs(m(x), z));
+}
+
+// Eval-mode ConvBnAct folds the norm into the convolution; the fold must equal the unfolded
+// bn(conv(x)) in value and in every gradient (input, conv weight, γ, β), and forward_pooled
+// (max-pool before the ReLU) must equal the pool of forward's output.
+struct FoldCase {
+  Generator g{31};
+  ConvBnAct<2, double> block{2, 3, 3, 1, true, g};
+  TD x = leaf({2, 2, 6, 4}, 32);
+  FoldCase() {
+    NoGradGuard no_grad;  // non-trivial running statistics and affine, as after training
+    copy_(block.bn.running_mean, leaf({3}, 33).detach());
+    copy_(block.bn.running_var, add(abs(leaf({3}, 34).detach()), 0.5));
+    copy_(block.bn.weight, add(leaf({3}, 35).detach(), 1.0));
+    copy_(block.bn.bias, leaf({3}, 36).detach());
+    block.eval();
+  }
+  TD unfolded(const TD& in) {
+    auto c = conv2d(in, block.conv.weight, TD(), 1, 1);
+    const auto inv = rsqrt(block.bn.running_var + block.bn.eps()).reshape({1, 3, 1, 1});
+    return relu((c - block.bn.running_mean.reshape({1, 3, 1, 1})) * inv * block.bn.weight.reshape({1, 3, 1, 1}) +
+                block.bn.bias.reshape({1, 3, 1, 1}));
+  }
+};
+
+TEST(ConvBnAct, EvalFoldMatchesUnfoldedInValueAndGradients) {
+  FoldCase c;
+  const std::vector<TD> params{c.block.conv.weight, c.block.bn.weight, c.block.bn.bias};
+  auto seed = leaf({2, 3, 6, 4}, 37).detach();
+  auto grads = [&](const TD& y) {
+    std::vector<TD> wrt{c.x};
+    wrt.insert(wrt.end(), params.begin(), params.end());
+    return autograd::grad(sum(y * seed), wrt);
+  };
+  const auto folded = c.block(c.x), reference = c.unfolded(c.x);
+  EXPECT_LT(worst_relative_error(folded, reference), 1e-13);
+  const auto gf = grads(folded), gr = grads(reference);
+  for (std::size_t i = 0; i < gf.size(); ++i) EXPECT_LT(worst_relative_error(gf[i], gr[i]), 1e-12) << "gradient " << i;
+  Fn f = [&](const std::vector<TD>& in) {
+    c.block.conv.weight = in[1];
+    c.block.bn.weight = in[2];
+    return c.block(in[0]);
+  };
+  expect_gradcheck(f, {c.x, c.block.conv.weight, c.block.bn.weight});
+}
+
+TEST(ConvBnAct, PoolBeforeReluEqualsPoolAfter) {
+  FoldCase c;
+  for (bool training : {false, true}) {
+    c.block.train(training);
+    auto pool = [](const TD& y) { return max_pool2d(y, 2); };
+    const auto pooled = c.block.forward_pooled(c.x, pool), reference = pool(c.block(c.x));
+    EXPECT_LT(worst_relative_error(pooled, reference), 1e-13) << (training ? "train" : "eval");
+    auto seed = leaf(pooled.shape(), 38).detach();
+    const auto gp = autograd::grad(sum(pooled * seed), {c.x})[0];
+    const auto gr = autograd::grad(sum(reference * seed), {c.x})[0];
+    EXPECT_LT(worst_relative_error(gp, gr), 1e-13) << (training ? "train" : "eval");
+  }
 }
 
 TEST(ConvStackEncoder, Gradcheck) {

@@ -262,7 +262,7 @@ template <Floating T, Device D = Cpu> class ConvStackEncoder : public nn::UnaryM
     audio_detail::check_channels("ConvStackEncoder", opt.channels);
     std::int64_t in = 1;
     for (std::int64_t c : opt.channels) {
-      blocks.template emplace<ConvBnAct<2, T, D>>(in, c, 3, 1, true, gen);
+      block_.push_back(&blocks.template emplace<ConvBnAct<2, T, D>>(in, c, 3, 1, true, gen));
       in = c;
     }
     this->register_module("blocks", blocks);
@@ -272,7 +272,7 @@ template <Floating T, Device D = Cpu> class ConvStackEncoder : public nn::UnaryM
   Tensor<T, D> forward(const Tensor<T, D>& x) override {
     const std::int64_t min = std::int64_t(1) << blocks.size();
     Tensor<T, D> h = audio_detail::as_image("ConvStackEncoder", x, 0, 0, min, min);
-    for (std::size_t i = 0; i < blocks.size(); ++i) h = max_pool2d(blocks[i](h), 2);
+    for (auto* b : block_) h = b->forward_pooled(h, [](const Tensor<T, D>& y) { return max_pool2d(y, 2); });
     return freq_mean_sequence(h);
   }
   std::int64_t latent_dim() const { return opt_.channels.back(); }
@@ -284,6 +284,7 @@ template <Floating T, Device D = Cpu> class ConvStackEncoder : public nn::UnaryM
   nn::Sequential<T, D> blocks;  ///< ConvBnAct<2> "blocks.0" …
 
  private:
+  std::vector<ConvBnAct<2, T, D>*> block_;  ///< the blocks, typed (owned by `blocks`)
 };
 
 // ==== ResNetAudio ======================================================================

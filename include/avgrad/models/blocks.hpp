@@ -10,6 +10,8 @@
 #include "avgrad/nn/conv.hpp"
 #include "avgrad/nn/normalization.hpp"
 #include "avgrad/nn/sequential.hpp"
+#include "avgrad/ops/binary.hpp"
+#include "avgrad/ops/conv.hpp"
 #include "avgrad/ops/reduce.hpp"
 #include "avgrad/ops/unary.hpp"
 
@@ -29,6 +31,13 @@ template <Floating T, Device D> struct ConvTypes<3, T, D> {
 
 /// N-d convolution (no bias: the norm follows) → BatchNorm → optional ReLU; "same"
 /// padding k/2 per axis. Children "conv", "bn".
+///
+/// In eval mode (BN normalising with its running statistics) the norm is folded into the
+/// convolution: γ(W⋆x − μ)/√(σ² + ε) + β = (W·s)⋆x + (β − μ·s) with s = γ/√(σ² + ε) per output
+/// channel, so the map is written once instead of three times (conv, BN, ReLU). The fold is
+/// built from differentiable ops on the parameters, so gradients reach W, γ and β as without it.
+/// `forward_pooled` applies a max-pool between the norm and the ReLU: the two commute (ReLU is
+/// monotone), and pooling first leaves the ReLU a 4× (2-D) or 8× (3-D) smaller map.
 template <int N, Floating T, Device D = Cpu> class ConvBnAct : public nn::UnaryModule<T, D> {
  public:
   using Conv = typename blocks_detail::ConvTypes<N, T, D>::Conv;
@@ -41,8 +50,28 @@ template <int N, Floating T, Device D = Cpu> class ConvBnAct : public nn::UnaryM
     this->register_module("bn", bn);
   }
   Tensor<T, D> forward(const Tensor<T, D>& x) override {
-    auto y = bn(conv(x));
+    auto y = normalized(x);
     return relu_ ? relu(y) : y;
+  }
+  /// act(pool(bn(conv(x)))) for a max-pool `pool` (any monotone map commuting with ReLU).
+  template <class Pool> Tensor<T, D> forward_pooled(const Tensor<T, D>& x, Pool&& pool) {
+    auto y = pool(normalized(x));
+    return relu_ ? relu(y) : y;
+  }
+  /// bn(conv(x)), folded into one convolution in eval mode.
+  Tensor<T, D> normalized(const Tensor<T, D>& x) {
+    if (bn.is_training() || !bn.running_mean.defined()) return bn(conv(x));
+    auto scale = rsqrt(bn.running_var + bn.eps());  // (Co); buffers: no gradient
+    if (bn.weight.defined()) scale = scale * bn.weight;
+    auto shift = bn.bias.defined() ? bn.bias - bn.running_mean * scale : -(bn.running_mean * scale);
+    Shape per_channel(std::vector<std::int64_t>(static_cast<std::size_t>(N + 2), 1));
+    per_channel[0] = conv.out_channels();
+    const auto w = conv.weight * scale.reshape(per_channel);  // (Co, C, k…)
+    AVGRAD_CHECK(x.dim() == N + 2, "ConvBnAct", "expected a batched input of rank ", N + 2, ", got ", x.shape());
+    if constexpr (N == 2)
+      return conv2d(x, w, shift, conv.stride(), conv.padding(), conv.dilation(), conv.groups());
+    else
+      return conv3d(x, w, shift, conv.stride(), conv.padding(), conv.dilation(), conv.groups());
   }
   std::string describe() const override {
     return detail::concat("ConvBnAct", N, "d(", conv.in_channels(), " → ", conv.out_channels(), relu_ ? ", relu" : "",

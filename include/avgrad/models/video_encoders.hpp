@@ -235,7 +235,7 @@ template <Floating T, Device D = Cpu> class Conv3dEncoder : public nn::UnaryModu
   explicit Conv3dEncoder(const Options& opt = {}, Generator& gen = default_generator()) : opt_(checked(opt)) {
     std::int64_t in = opt.in_channels;
     for (std::int64_t c : opt.channels) {
-      blocks.template emplace<ConvBnAct<3, T, D>>(in, c, opt.kernel, 1, true, gen);
+      block_.push_back(&blocks.template emplace<ConvBnAct<3, T, D>>(in, c, opt.kernel, 1, true, gen));
       in = c;
     }
     this->register_module("blocks", blocks);
@@ -253,7 +253,9 @@ template <Floating T, Device D = Cpu> class Conv3dEncoder : public nn::UnaryModu
     Tensor<T, D> h = x;
     for (std::size_t i = 0; i < blocks.size(); ++i) {
       const auto& p = opt_.pools[i];
-      h = max_pool3d(blocks[i].forward(h), PoolSize{p[0], p[1], p[2]});
+      h = block_[i]->forward_pooled(h, [&p](const Tensor<T, D>& y) {
+        return max_pool3d(y, PoolSize{p[0], p[1], p[2]});
+      });
     }
     return spatial_mean_sequence(h);
   }
@@ -269,6 +271,8 @@ template <Floating T, Device D = Cpu> class Conv3dEncoder : public nn::UnaryModu
   nn::Sequential<T, D> blocks;
 
  private:
+  std::vector<ConvBnAct<3, T, D>*> block_;  ///< the blocks, typed (owned by `blocks`)
+
   static const Options& checked(const Options& o) {
     const char* who = "Conv3dEncoder";
     AVGRAD_CHECK(o.in_channels > 0 && o.kernel > 0 && o.kernel % 2 == 1, who,

@@ -1,13 +1,13 @@
 #!/usr/bin/python3
-"""PyTorch side of benchmark workload W4: PGD-10 joint Linf on bench-av-small, eval mode, batch 32.
+"""PyTorch side of the bench-av-small workloads: W2 (a training step) and W4 (PGD-10 joint Linf, eval mode), batch 32.
 
 Run with Debian's python3 (torch 1.13), on the CPU, with glibc's allocator told to keep freed memory
 (otherwise every large activation is an mmap/munmap pair and page faults dominate; the whole suite's
-PyTorch side runs this way, and benchmarks/compare_attacks.sh sets it):
+PyTorch side runs this way, and benchmarks/compare.py sets it):
 
     MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=4294967296 MALLOC_TOP_PAD_=1073741824 \\
-        /usr/bin/python3 benchmarks/torch/bench_attacks.py --threads 2 --repeats 20 --json
-    /usr/bin/python3 benchmarks/torch/bench_attacks.py --write-check /tmp/w4_check.safetensors
+        /usr/bin/python3 benchmarks/torch/bench_av_small.py --threads 2 --repeats 20 --json
+    /usr/bin/python3 benchmarks/torch/bench_av_small.py --write-check /tmp/w4_check.safetensors
 
 The model (avgrad's models::bench_av_small, same state-dict names): audio (32, 1, 128, 100) -> four
 conv3x3 (no bias) + BatchNorm2d + ReLU + max_pool2d(2) blocks (32, 64, 128, 128) -> mean over frequency
@@ -24,19 +24,25 @@ What is timed (wall clock, median of --repeats runs after --warmup untimed runs,
                     eps 8/255 step 1/255 in [0, 1]); then one forward without gradient at x + delta.
   W4_ForwardBackward  one such gradient: forward, CE, backward to the two inputs.
   W4_Forward          forward + CE under torch.no_grad().
+  W2_TrainStep        one training step in train mode (batch-statistics BN): zero_grad, forward, mean CE,
+                      backward to every parameter, SGD(lr 0.01, momentum 0.9) step.
 
 --write-check FILE writes a safetensors file (F64; labels I64) computed in float64 with the same weights and
 inputs: the weights (state.<name>), inputs and labels, the logits, the input gradient at delta = 0
-(grad.audio, grad.video) and delta after one PGD step (delta1.audio, delta1.video); `bench_attacks --check=FILE`
-loads it into avgrad's model (double and float) and compares.
+(grad.audio, grad.video) and delta after one PGD step (delta1.audio, delta1.video); for W2, from the same weights,
+the loss of one training step (w2.loss), every parameter's gradient (w2.grad.<name>) and the state after two steps
+(w2.state.<name>: parameters, running statistics, so momentum is exercised). `bench_av_small --check=FILE` loads
+it into avgrad's model (double and float) and compares.
 
---only NAME (repeatable) runs only the named benchmarks. Output: a Markdown table, or with --json a list of {"name": "torch/W4_Pgd10", "ms": ..., "threads": ...,
+--only NAME (repeatable) runs only the named benchmarks; --peak-rss adds each process's peak resident memory
+(ru_maxrss, MiB) to its JSON rows. Output: a Markdown table, or with --json a list of {"name": "torch/W4_Pgd10", "ms": ..., "threads": ...,
 "repeats": ...} on stdout.
 """
 import argparse
 import copy
 import json
 import os
+import resource
 import statistics
 import sys
 import time
@@ -149,6 +155,23 @@ def pgd(model, xa, xv, y, steps=10):
     return delta, logits
 
 
+def train_setup(model):
+    """A trainable copy of the model in train mode and its SGD optimizer (W2's)."""
+    model = copy.deepcopy(model)
+    model.train()
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+
+def train_step(model, opt, xa, xv, y):
+    opt.zero_grad()
+    loss = F.cross_entropy(model(xa, xv), y)
+    loss.backward()
+    opt.step()
+    return loss.detach()
+
+
 def write_check(path, model, xa, xv, y):
     """The reference in float64, where no max-pool window is a near tie that rounding decides (in float32 a
     batch of this size has a few, and the two frameworks' convolutions round differently), so avgrad's
@@ -162,7 +185,12 @@ def write_check(path, model, xa, xv, y):
     out = {f"state.{n}": t.double() for n, t in model.state_dict().items()}
     out.update({"audio": xa, "video": xv, "labels": y, "logits": logits, "grad.audio": g[0], "grad.video": g[1],
                 "delta1.audio": delta[0], "delta1.video": delta[1]})
-    write_safetensors(path, out, {"source": "bench_attacks.py", "torch": torch.__version__})
+    trained, opt = train_setup(model)
+    out["w2.loss"] = train_step(trained, opt, xa, xv, y)
+    out.update({f"w2.grad.{n}": p.grad.detach().clone() for n, p in trained.named_parameters()})
+    train_step(trained, opt, xa, xv, y)
+    out.update({f"w2.state.{n}": t.detach().double() for n, t in trained.state_dict().items()})
+    write_safetensors(path, out, {"source": "bench_av_small.py", "torch": torch.__version__})
 
 
 def timed(fn, warmup, repeats):
@@ -184,6 +212,7 @@ def main():
     ap.add_argument("--json", action="store_true", help="print JSON instead of a Markdown table")
     ap.add_argument("--only", action="append", metavar="NAME", help="run only this benchmark (e.g. W4_Pgd10; repeatable)")
     ap.add_argument("--write-check", metavar="FILE", help="write weights, inputs and expected outputs, then exit")
+    ap.add_argument("--peak-rss", action="store_true", help="report the process's peak resident memory in each row")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -196,7 +225,10 @@ def main():
     results = []
 
     def record(name, ms):
-        results.append({"name": f"torch/{name}", "ms": ms, "threads": args.threads, "repeats": args.repeats})
+        row = {"name": f"torch/{name}", "ms": ms, "threads": args.threads, "repeats": args.repeats}
+        if args.peak_rss:  # Linux reports ru_maxrss in KiB
+            row["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        results.append(row)
 
     zero = [torch.zeros_like(xa), torch.zeros_like(xv)]
 
@@ -204,8 +236,9 @@ def main():
         with torch.no_grad():
             F.cross_entropy(model(xa, xv), y, reduction="none").sum()
 
+    trained, opt = train_setup(model)
     benchmarks = {"W4_Pgd10": lambda: pgd(model, xa, xv, y), "W4_ForwardBackward": lambda: gradient(model, xa, xv, y, zero),
-                  "W4_Forward": forward}
+                  "W4_Forward": forward, "W2_TrainStep": lambda: train_step(trained, opt, xa, xv, y)}
     for name, fn in benchmarks.items():
         if not args.only or name in args.only:
             record(name, timed(fn, args.warmup, args.repeats))
