@@ -372,6 +372,44 @@ TEST(Pool, MaxPoolGradientGoesToTheArgmax) {
   expect_close(t.grad(), {2, 0, 0, 0});
 }
 
+// Windows that tile a contiguous last dim two at a time (2×2, 1×2×2, 2×2×2) take a dedicated
+// loop; on the same values laid out with a strided last dim the general loop runs. Both must
+// give identical values and argmax routing, with many ties, NaNs and −inf in the windows.
+template <class T> void expect_tiled_path_matches_general(const Shape& shape, const PoolSize& k, std::uint64_t seed) {
+  Generator g(seed);
+  auto u = rand<T>(shape, g, 0.0, 1.0).to_vector();
+  for (auto& v : u) {
+    const double r = static_cast<double>(v);
+    v = r < 0.05  ? std::numeric_limits<T>::quiet_NaN()
+        : r < 0.1 ? -std::numeric_limits<T>::infinity()
+                  : std::floor(r * 3);
+  }
+  auto x = from_vector<T>(u, shape);
+  auto xs = x.transpose(-1, -2).contiguous().transpose(-1, -2);  // same values, last-dim stride ≠ 1
+  ASSERT_NE(xs.strides().back(), 1);
+  x.requires_grad_();
+  xs.requires_grad_();
+  auto pool = [&](const Tensor<T, Cpu>& in) { return shape.rank() == 4 ? max_pool2d(in, k) : max_pool3d(in, k); };
+  auto y = pool(x), ys = pool(xs);
+  const auto a = y.to_vector(), b = ys.to_vector();
+  ASSERT_EQ(a.size(), b.size());
+  for (std::size_t i = 0; i < a.size(); ++i)
+    EXPECT_TRUE(a[i] == b[i] || (std::isnan(a[i]) && std::isnan(b[i])))
+        << "output " << i << ": " << a[i] << " vs " << b[i];
+  auto seed_grad = rand<T>(y.shape(), g, 1.0, 2.0);
+  y.backward(seed_grad);
+  ys.backward(seed_grad);
+  EXPECT_EQ(x.grad().to_vector(), xs.grad().contiguous().to_vector());
+}
+
+TEST(Pool, TiledWindowsMatchTheGeneralLoopOnTiesNanAndInf) {
+  expect_tiled_path_matches_general<float>({2, 3, 6, 10}, 2, 41);
+  expect_tiled_path_matches_general<double>({2, 3, 7, 9}, 2, 42);  // odd extents: the last row/column is dropped
+  expect_tiled_path_matches_general<float>({2, 2, 4, 6, 8}, PoolSize{1, 2, 2}, 43);
+  expect_tiled_path_matches_general<float>({2, 2, 4, 6, 8}, PoolSize{2, 2, 2}, 44);
+  expect_tiled_path_matches_general<double>({1, 2, 5, 6, 8}, PoolSize{2, 2, 2}, 45);
+}
+
 TEST(Pool, AvgPoolGradientSpreadsOverTheWindow) {
   // [1..5], k3 s2 p1 with padding counted: each window hands g/3 to its valid taps
   auto v = seq({1, 1, 5});

@@ -97,16 +97,22 @@ struct PoolTables {
   std::vector<PoolTaps> outer[2];
   std::vector<std::int64_t> pos, cnt, div;
   std::int64_t max_count = 0;
+  /// Along the last dim the windows tile the row: output w's taps are w·k … w·k + k − 1,
+  /// all in bounds (stride = kernel, no padding or dilation). The common pool (2×2, 2×2×2)
+  /// then runs as fixed-stride loads instead of gathers.
+  bool tiled = false;
 
   explicit PoolTables(const PoolGeometry& g) {
     for (int d = 0; d < 2; ++d)
       for (std::int64_t o = 0; o < g.out[d]; ++o) outer[d].push_back(pool_taps(g, d, o));
+    tiled = !g.adaptive && g.out[2] > 0;
     for (std::int64_t o = 0; o < g.out[2]; ++o) {
       const PoolTaps t = pool_taps(g, 2, o);
       pos.push_back(t.count > 0 ? t.first : 0);  // an empty window reads (and ignores) position 0
       cnt.push_back(t.count);
       div.push_back(pool_divisor(g, t));
       max_count = t.count > max_count ? t.count : max_count;
+      tiled = tiled && t.count == g.kernel[2] && t.first == o * g.kernel[2] && (g.kernel[2] == 1 || g.dilation[2] == 1);
     }
   }
 };
@@ -144,6 +150,40 @@ template <class T> [[gnu::noinline]] void max_pool_row(const T* __restrict row, 
       best[w] = take ? v : b;
       arg[w] = take ? base + i : arg[w];
     }
+}
+
+/// A whole row of tiled 2-wide windows at once: R tap rows r0… (the window's rows along dims 0
+/// and 1, in (t, h) order) × 2 taps each. Max and the winning tap (code 2r + j) stay in
+/// registers; the code is 32-bit like the value, so the compare-select loop vectorises, and
+/// the flat argmax is formed afterwards. The rule is max_pool_row's: the first maximum in
+/// (t, h, w) order wins, a NaN beats any number.
+template <class T, int R> [[gnu::noinline]] void max_pool_windows_k2(const T* __restrict r0, const T* __restrict r1,
+                                                                     const T* __restrict r2, const T* __restrict r3,
+                                                                     std::int64_t n, T* __restrict best,
+                                                                     std::int32_t* __restrict code) {
+  for (std::int64_t w = 0; w < n; ++w) {
+    T b = r0[2 * w];
+    std::int32_t c = 0;
+    auto tap = [&](const T* __restrict row, std::int32_t k) {
+      const T v = row[2 * w + (k & 1)];
+      const bool take = v > b || (v != v && b == b);
+      b = take ? v : b;
+      c = take ? k : c;
+    };
+    tap(r0, 1);
+    if constexpr (R > 1) {
+      tap(r1, 2);
+      tap(r1, 3);
+    }
+    if constexpr (R > 2) {
+      tap(r2, 4);
+      tap(r2, 5);
+      tap(r3, 6);
+      tap(r3, 7);
+    }
+    best[w] = b;
+    code[w] = c;
+  }
 }
 
 /// acc[w] += Σ of the row's taps of w.
@@ -188,14 +228,37 @@ template <class T> void max_pool_forward(const T* x, const std::int64_t (&xs)[5]
   const std::int64_t in1 = g.in[1], in2 = g.in[2], st0 = g.step(0), st1 = g.step(1), st2 = g.step(2);
   const std::int64_t *pos = tab.pos.data(), *cnt = tab.cnt.data();
   const bool par = detail::pool_parallel(planes, detail::pool_plane_work(g, tab));
+  // every window 2 wide along a contiguous last dim, tiling it: whole windows in registers
+  const bool fast = tab.tiled && tab.max_count == 2 && xs[4] == 1;
 #pragma omp parallel for schedule(static) if (par)
   for (std::int64_t p = 0; p < planes; ++p) {
     const T* xp = x + (p / channels) * xs[0] + (p % channels) * xs[1];
     std::vector<std::int64_t> scratch(idx ? 0 : static_cast<std::size_t>(out2));
+    std::vector<std::int32_t> codes(fast ? static_cast<std::size_t>(out2) : 0);  // winning tap per window
     T* best = y + p * n_out;
     std::int64_t* arg = idx ? idx + p * n_out : scratch.data();
     for (const PoolTaps& t0 : tab.outer[0])
       for (const PoolTaps& t1 : tab.outer[1]) {
+        const std::int64_t rows = t0.count * t1.count;
+        if (fast && (rows == 1 || rows == 2 || rows == 4)) {
+          const T* row[4];
+          std::int64_t base[4];
+          for (std::int64_t j0 = 0, r = 0; j0 < t0.count; ++j0)
+            for (std::int64_t j1 = 0; j1 < t1.count; ++j1, ++r) {
+              const std::int64_t i0 = t0.first + j0 * st0, i1 = t1.first + j1 * st1;
+              row[r] = xp + i0 * xs[2] + i1 * xs[3];
+              base[r] = (i0 * in1 + i1) * in2;
+            }
+          std::int32_t* c = codes.data();
+          if (rows == 1) detail::max_pool_windows_k2<T, 1>(row[0], row[0], row[0], row[0], out2, best, c);
+          if (rows == 2) detail::max_pool_windows_k2<T, 2>(row[0], row[1], row[1], row[1], out2, best, c);
+          if (rows == 4) detail::max_pool_windows_k2<T, 4>(row[0], row[1], row[2], row[3], out2, best, c);
+          if (idx)
+            for (std::int64_t w = 0; w < out2; ++w) arg[w] = base[c[w] >> 1] + 2 * w + (c[w] & 1);
+          best += out2;
+          arg += idx ? out2 : 0;
+          continue;
+        }
         // start from −inf at the window's first in-bounds tap (−1: no tap at all)
         const bool live = t0.count > 0 && t1.count > 0;
         const std::int64_t first = (t0.first * in1 + t1.first) * in2;
