@@ -20,11 +20,11 @@ inline const char* adversarial_method_name(AdversarialMethod m) {
 
 struct AdversarialTrainingOptions {
   AdversarialMethod method = AdversarialMethod::pgd;
-  attacks::ThreatModel threat;  ///< which modalities are perturbed in training, each with its budget
-  int steps = 7;                ///< PGD and TRADES inner steps (Budget::step is the step size)
-  double fgsm_step = 1.25;      ///< FGSM-RS step as a multiple of ε (Wong et al.)
-  double trades_beta = 6.0;     ///< TRADES: loss = CE(clean) + β·KL(p_clean ‖ p_adv)
-  double clean_weight = 0.0;    ///< PGD/FGSM: loss = w·CE(clean) + (1 − w)·CE(adversarial); Madry: 0
+  attacks::ThreatModel threat{};  ///< which modalities are perturbed in training, each with its budget
+  int steps = 7;                  ///< PGD and TRADES inner steps (Budget::step is the step size)
+  double fgsm_step = 1.25;        ///< FGSM-RS step as a multiple of ε (Wong et al.)
+  double trades_beta = 6.0;       ///< TRADES: loss = CE(clean) + β·KL(p_clean ‖ p_adv)
+  double clean_weight = 0.0;      ///< PGD/FGSM: loss = w·CE(clean) + (1 − w)·CE(adversarial); Madry: 0
   /// Craft the perturbation with the model in eval mode (batch norm's running statistics are
   /// then not updated by the attack's passes, and dropout does not randomise the gradient);
   /// the training pass always runs in the model's own mode.

@@ -30,8 +30,8 @@ using models::Modality;
 
 /// One training or evaluation batch: the inputs of each modality and their labels.
 template <Floating T> struct AVBatch {
-  AVInput<T> x;
-  Labels<T> y;
+  AVInput<T> x{};
+  Labels<T> y{};
   std::int64_t size() const { return x.batch(); }
 };
 
@@ -145,7 +145,7 @@ template <Floating T> std::int64_t correct(const Tensor<T, Cpu>& logits, const L
 
 /// What one step of a defense produced.
 template <Floating T> struct StepOutput {
-  Tensor<T, Cpu> loss;           ///< scalar, differentiable in the parameters
+  Tensor<T, Cpu> loss{};         ///< scalar, differentiable in the parameters
   std::int64_t correct = 0;      ///< training predictions that match each example's own label
   std::int64_t predictions = 0;  ///< predictions counted in `correct`
 };

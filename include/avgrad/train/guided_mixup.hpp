@@ -22,14 +22,14 @@ namespace avgrad::train {
 
 /// One latent space's per-class metrics (NaN where a class has too few held-out members).
 struct SpaceMetrics {
-  std::vector<double> convexity, purity;
+  std::vector<double> convexity{}, purity{};
 };
 
 /// The metrics a guidance policy reads: per class, in the audio, video and fused spaces.
 struct GuidanceMetrics {
   std::int64_t num_classes = 0;
-  std::int64_t measured_at_step = -1;  ///< -1: never measured
-  std::array<SpaceMetrics, 3> spaces;  ///< indexed by Space
+  std::int64_t measured_at_step = -1;    ///< -1: never measured
+  std::array<SpaceMetrics, 3> spaces{};  ///< indexed by Space
   enum Space { audio = 0, video = 1, fused = 2 };
   const SpaceMetrics& at(Space s) const { return spaces[static_cast<std::size_t>(s)]; }
   bool measured() const { return measured_at_step >= 0; }

@@ -66,8 +66,8 @@ inline std::vector<std::int64_t> random_permutation(std::int64_t n, Generator& g
 
 /// Per example i: its partner j and the weight of i itself in each modality and in the label.
 struct MixPlan {
-  std::vector<std::int64_t> partner;
-  std::vector<double> lam_audio, lam_video, lam_label;
+  std::vector<std::int64_t> partner{};
+  std::vector<double> lam_audio{}, lam_video{}, lam_label{};
 
   std::int64_t size() const { return static_cast<std::int64_t>(partner.size()); }
   /// No mixing: everyone its own partner with weight 1.
@@ -99,8 +99,8 @@ inline double label_weight(double lam_audio, double lam_video, double audio_shar
 
 /// A batch after mixing: inputs (no gradient) and soft targets (B, K).
 template <Floating T> struct MixedBatch {
-  AVInput<T> x;
-  Tensor<T, Cpu> targets;
+  AVInput<T> x{};
+  Tensor<T, Cpu> targets{};
 };
 
 namespace detail {

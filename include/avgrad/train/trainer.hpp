@@ -34,8 +34,8 @@ namespace avgrad::train {
 /// A labelled audio-visual set held in memory: audio (N, …), video (N, …) (either may be
 /// undefined), labels as class indices (N) or multi-hot rows (N, K).
 template <Floating T> struct TensorData {
-  Tensor<T, Cpu> audio, video;
-  Labels<T> y;
+  Tensor<T, Cpu> audio{}, video{};
+  Labels<T> y{};
 
   std::int64_t size() const { return y.multi_label() ? y.multi_hot.size(0) : y.classes.size(0); }
   void check(const char* who) const {
@@ -143,14 +143,14 @@ struct TrainerOptions {
   double clip_grad_norm = 0;    ///< > 0: rescale gradients to this global L2 norm before each step
   std::int64_t eval_every = 0;  ///< evaluate every N optimizer steps; 0: at the end of every epoch
   std::int64_t eval_batch = 256;
-  bool monitor_loss = false;             ///< early stopping / best checkpoint on validation loss (lower), else accuracy
-  std::int64_t patience = 0;             ///< > 0: stop after this many evaluations without improvement
-  std::filesystem::path checkpoint_dir;  ///< empty: no checkpoints; else last.safetensors and best.safetensors
-  std::int64_t checkpoint_every = 0;     ///< > 0: also write last.safetensors every N steps
-  std::int64_t log_every = 0;            ///< > 0: a log row every N steps besides the evaluation rows
-  std::filesystem::path log_csv, log_jsonl;  ///< empty: no such log; rows are appended
-  bool progress = true;                      ///< a progress bar on stderr
-  std::uint64_t seed = 0;                    ///< the trainer's generator (mix-up λ, attack seeds, partners)
+  bool monitor_loss = false;  ///< early stopping / best checkpoint on validation loss (lower), else accuracy
+  std::int64_t patience = 0;  ///< > 0: stop after this many evaluations without improvement
+  std::filesystem::path checkpoint_dir{};        ///< empty: no checkpoints; else last.safetensors and best.safetensors
+  std::int64_t checkpoint_every = 0;             ///< > 0: also write last.safetensors every N steps
+  std::int64_t log_every = 0;                    ///< > 0: a log row every N steps besides the evaluation rows
+  std::filesystem::path log_csv{}, log_jsonl{};  ///< empty: no such log; rows are appended
+  bool progress = true;                          ///< a progress bar on stderr
+  std::uint64_t seed = 0;                        ///< the trainer's generator (mix-up λ, attack seeds, partners)
 
   void check() const {
     const char* who = "Trainer";
@@ -170,7 +170,7 @@ struct LogRow {
   double lr = NAN;
   double train_loss = NAN, train_accuracy = NAN;  ///< means since the previous row
   double val_loss = NAN, val_accuracy = NAN;      ///< NaN on rows without evaluation
-  Cost cost;
+  Cost cost{};
 };
 
 struct TrainResult {
@@ -178,8 +178,8 @@ struct TrainResult {
   bool stopped_early = false;
   double best_metric = NAN;
   std::int64_t best_step = -1;
-  Cost cost;
-  std::vector<LogRow> history;  ///< the rows of this fit() call
+  Cost cost{};
+  std::vector<LogRow> history{};  ///< the rows of this fit() call
 };
 
 template <AVModel M> class Trainer {
@@ -196,7 +196,11 @@ template <AVModel M> class Trainer {
   /// Restores everything a checkpoint written by this trainer holds; fit() then continues from it.
   void resume(const std::filesystem::path& path) {
     AVGRAD_CHECK(std::filesystem::is_regular_file(path), "Trainer::resume", "no checkpoint at '", path.string(), "'");
-    CheckpointParts<T> parts{&model_, &opt_, sched_, &gen_};
+    CheckpointParts<T> parts;
+    parts.module = &model_;
+    parts.optimizer = &opt_;
+    parts.scheduler = sched_;
+    parts.generator = &gen_;
     load_checkpoint(path, parts);
     const auto& md = parts.metadata;
     const char* who = "Trainer::resume";
@@ -223,8 +227,12 @@ template <AVModel M> class Trainer {
 
   /// Writes a checkpoint of the current state (what resume() reads).
   void save(const std::filesystem::path& path) const {
-    CheckpointParts<T> parts{const_cast<M*>(&model_), const_cast<optim::Optimizer<T, Cpu>*>(&opt_), sched_,
-                             const_cast<Generator*>(&gen_)};
+    // save_checkpoint only reads the parts; CheckpointParts holds mutable pointers for loading.
+    CheckpointParts<T> parts;
+    parts.module = const_cast<M*>(&model_);
+    parts.optimizer = const_cast<optim::Optimizer<T, Cpu>*>(&opt_);
+    parts.scheduler = sched_;
+    parts.generator = const_cast<Generator*>(&gen_);
     parts.step = step_;
     auto& md = parts.metadata;
     md["trainer.micro"] = std::to_string(micro_);
