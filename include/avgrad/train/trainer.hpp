@@ -101,7 +101,7 @@ template <Floating T> class ShuffledBatches final : public BatchSource<T> {
   }
 
  private:
-  const TensorData<T>& data_;
+  TensorData<T> data_;  // a copy: tensors share storage, and a temporary argument cannot dangle
   std::int64_t batch_;
   bool drop_last_;
   data::RandomSampler sampler_;
