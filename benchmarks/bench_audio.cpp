@@ -28,8 +28,10 @@ template <bool Backward, class Frontend> void run(benchmark::State& state, const
   omp_set_num_threads(static_cast<int>(state.range(0)));
   auto x = clips();
   if (Backward) x.requires_grad_();
+  std::int64_t out_elems = 0;
   for (auto _ : state) {
     auto y = fe(x);
+    out_elems = y.numel();
     if constexpr (Backward) {
       sum(y).backward();
       benchmark::DoNotOptimize(x.grad().data());
@@ -40,6 +42,9 @@ template <bool Backward, class Frontend> void run(benchmark::State& state, const
   }
   state.counters["clips/s"] =
       benchmark::Counter(static_cast<double>(kClips), benchmark::Counter::kIsIterationInvariantRate);
+  // compulsory traffic: the waveform read and the features written (twice each with the backward)
+  const double bytes = (Backward ? 2.0 : 1.0) * sizeof(float) * static_cast<double>(kClips * kSamples + out_elems);
+  state.counters["GB/s"] = benchmark::Counter(bytes * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
 void BM_W3_fbank_fwd(benchmark::State& s) { run<false>(s, audio::kaldi::Fbank<float>(w3_options())); }

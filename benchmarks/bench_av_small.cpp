@@ -13,6 +13,10 @@
 //   BM_W4_Forward/threads            one forward + CE without a tape
 //   BM_W2_TrainStep/threads          one training step (items/s = examples/s)
 //
+// Counters: conv_GFLOP/s, the convolutions' FLOPs over the whole time (the layers' other work is
+// not counted, so this is a lower bound on the conv kernels' own rate), and frac_of_peak against
+// the measured fp32 peak (benchmarks/roofline.hpp).
+//
 // The PyTorch side is benchmarks/torch/bench_av_small.py; benchmarks/compare.py runs both.
 // `bench_av_small --check=FILE` (FILE written by `bench_av_small.py --write-check FILE`: the
 // torch model's weights, the inputs, and in float64 its logits, input gradient and δ after one
@@ -24,10 +28,12 @@
 #include "avgrad/data/safetensors.hpp"
 #include "avgrad/ops/loss.hpp"
 #include "avgrad/optim/sgd.hpp"
+#include "roofline.hpp"
 
 #include <benchmark/benchmark.h>
 #include <omp.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -37,6 +43,7 @@
 
 using namespace avgrad;
 using namespace avgrad::attacks;
+using avgrad::bench::Clock;
 
 namespace {
 
@@ -58,6 +65,38 @@ struct W4 {
 };
 
 // Seeded model and batch: fbank-scale gaussian audio, video pixels uniform in [0, 1].
+/// Convolution FLOPs of one bench-av-small forward per example (a multiply-add counts 2):
+/// `first` gets the share of the two first layers, whose input gradient a training step skips.
+double conv_flops_per_example(double* first = nullptr) {
+  double total = 0, firsts = 0;
+  std::int64_t h = 128, w = 100, cin = 1;  // audio (1, 128, 100), 3×3, 2×2 pools
+  for (std::int64_t c : {32, 64, 128, 128}) {
+    const double f = 2.0 * double(c * cin * 9 * h * w);
+    firsts += cin == 1 ? f : 0;
+    total += f;
+    h /= 2, w /= 2, cin = c;
+  }
+  std::int64_t t = 8, vh = 32, vw = 32;  // video (3, 8, 32, 32), 3×3×3, pools (1,2,2), (2,2,2), (2,2,2)
+  cin = 3;
+  for (std::int64_t c : {32, 64, 128}) {
+    const double f = 2.0 * double(c * cin * 27 * t * vh * vw);
+    firsts += cin == 3 ? f : 0;
+    total += f;
+    t = c == 32 ? t : t / 2, vh /= 2, vw /= 2, cin = c;
+  }
+  if (first) *first = firsts;
+  return total;
+}
+
+/// GFLOP/s of the convolutions (`passes` forward-sized conv computations per example per
+/// iteration) and the fraction of the machine's measured peak; the layers' other work is not counted.
+void report_conv_rate(benchmark::State& state, double flops_per_iteration, Clock::time_point t0) {
+  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  const double gflop = flops_per_iteration * 1e-9 * static_cast<double>(state.iterations());
+  state.counters["conv_GFLOP/s"] = benchmark::Counter(gflop, benchmark::Counter::kIsRate);
+  state.counters["frac_of_peak"] = gflop / secs / bench::peak_gflops();
+}
+
 W4& w4() {
   static W4 w = [] {
     Generator g(4);
@@ -79,11 +118,14 @@ void BM_W4_Pgd10(benchmark::State& state) {
   const auto pgd = w4_pgd();
   const auto tm = w4_threat();
   pgd.run(*w.model, w.x, w.y, tm);  // untimed: fills the allocator's cache, as in a running attack loop
+  bench::peak_gflops();
+  const auto t0 = Clock::now();
   for (auto _ : state) {
     auto r = pgd.run(*w.model, w.x, w.y, tm);
     benchmark::DoNotOptimize(r.delta.audio.data());
   }
   state.SetItemsProcessed(state.iterations() * kBatch);
+  report_conv_rate(state, 21.0 * kBatch * conv_flops_per_example(), t0);  // 10 × (forward + input gradient) + forward
 }
 
 template <bool Grad> void probe_bench(benchmark::State& state) {
@@ -93,11 +135,14 @@ template <bool Grad> void probe_bench(benchmark::State& state) {
   const auto objective = Objective<float>::of(LossKind::cross_entropy);
   const Perturbation<float> delta{zeros<float>(w.x.audio.shape()), zeros<float>(w.x.video.shape())};
   probe(*w.model, w.x, delta, w.y, objective, Grad);  // untimed warm-up (allocator cache)
+  bench::peak_gflops();
+  const auto t0 = Clock::now();
   for (auto _ : state) {
     auto p = probe(*w.model, w.x, delta, w.y, objective, Grad);
     benchmark::DoNotOptimize(p.logits.data());
   }
   state.SetItemsProcessed(state.iterations() * kBatch);
+  report_conv_rate(state, (Grad ? 2.0 : 1.0) * kBatch * conv_flops_per_example(), t0);
 }
 void BM_W4_ForwardBackward(benchmark::State& s) { probe_bench<true>(s); }
 void BM_W4_Forward(benchmark::State& s) { probe_bench<false>(s); }
@@ -128,8 +173,13 @@ void BM_W2_TrainStep(benchmark::State& state) {
   model->train();
   auto opt = w2_optimizer(*model);
   w2_step(*model, opt, w.x, w.y.classes);  // untimed: momentum buffers, allocator cache
+  bench::peak_gflops();
+  const auto t0 = Clock::now();
   for (auto _ : state) benchmark::DoNotOptimize(w2_step(*model, opt, w.x, w.y.classes).data());
   state.SetItemsProcessed(state.iterations() * kBatch);
+  double first = 0;
+  const double f = conv_flops_per_example(&first);
+  report_conv_rate(state, kBatch * (3.0 * f - first), t0);  // forward, weight and input gradients (none for the inputs)
 }
 
 // ---- --check=FILE ---------------------------------------------------------------------------
