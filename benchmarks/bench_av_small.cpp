@@ -28,6 +28,7 @@
 #include "avgrad/data/safetensors.hpp"
 #include "avgrad/ops/loss.hpp"
 #include "avgrad/optim/sgd.hpp"
+#include "main.hpp"
 #include "roofline.hpp"
 
 #include <benchmark/benchmark.h>
@@ -314,20 +315,5 @@ BENCHMARK(BM_W4_Forward)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_W2_TrainStep)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 int main(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view a = argv[i];
-    if (a.rfind("--check=", 0) == 0) {
-      try {
-        return check(std::string(a.substr(8)));
-      } catch (const std::exception& e) {
-        std::fprintf(stderr, "bench_av_small --check: %s\n", e.what());
-        return 2;
-      }
-    }
-  }
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return avgrad::bench::main_with_check(argc, argv, "--check=", [](const std::string& path) { return check(path); });
 }

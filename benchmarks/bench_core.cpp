@@ -12,6 +12,7 @@
 #include "avgrad/data/safetensors.hpp"
 #include "avgrad/ops/attention.hpp"
 #include "avgrad/ops/conv.hpp"
+#include "main.hpp"
 #include "roofline.hpp"
 
 #include <benchmark/benchmark.h>
@@ -304,20 +305,6 @@ int core_check(const std::filesystem::path& dir) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view a = argv[i];
-    if (a.rfind("--core_check=", 0) == 0) {
-      try {
-        return core_check(std::string(a.substr(13)));
-      } catch (const std::exception& e) {
-        std::fprintf(stderr, "bench_core --core_check: %s\n", e.what());
-        return 2;
-      }
-    }
-  }
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return avgrad::bench::main_with_check(argc, argv,
+                                        "--core_check=", [](const std::string& path) { return core_check(path); });
 }

@@ -2,7 +2,9 @@
 // exclude_self), 2 OpenMP threads. With --knn_check=DIR it instead reads DIR/x.npy and DIR/torch_idx.npy (written by
 // benchmarks/torch/bench_knn.py), runs the same kNN and checks that the neighbour indices agree up to near-ties.
 #include <benchmark/benchmark.h>
+
 #include <omp.h>
+#include "main.hpp"
 
 #include <cmath>
 #include <cstdio>
@@ -11,6 +13,7 @@
 
 #include "avgrad/data/npy.hpp"
 #include "avgrad/metrics/knn.hpp"
+#include "main.hpp"
 
 using namespace avgrad;
 
@@ -74,11 +77,5 @@ int check(const std::string& dir) {
 BENCHMARK(BM_W5_Knn)->Arg(2)->Unit(benchmark::kSecond)->UseRealTime()->Iterations(1);
 
 int main(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i)
-    if (std::strncmp(argv[i], "--knn_check=", 12) == 0) return check(argv[i] + 12);
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return avgrad::bench::main_with_check(argc, argv, "--knn_check=", [](const std::string& dir) { return check(dir); });
 }

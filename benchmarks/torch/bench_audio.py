@@ -35,16 +35,14 @@ Output: a Markdown table, or with --json a list of
 {"name": "torchaudio/W3_fbank_fwd", "ms": ..., "threads": ..., "repeats": ...} on stdout.
 """
 import argparse
-import json
-import statistics
-import sys
-import time
 
 import numpy as np
 import torch
 import torchaudio
 import torchaudio.compliance.kaldi as kaldi
 import torchaudio.transforms as AT
+
+from timing import emit, timed
 
 CLIPS, SECONDS, SR = 16, 10, 16000
 
@@ -67,21 +65,6 @@ def make_recipe():
         AT.MelScale(n_mels=64, sample_rate=SR, f_max=8000.0, n_stft=4096 // 2 + 1, norm="slaney", mel_scale="slaney"),
         AT.AmplitudeToDB(stype="power", top_db=80.0),
     )
-
-
-def timed(fn, warmup, repeats, reset=None):
-    for _ in range(warmup):
-        fn()
-        if reset:
-            reset()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-        if reset:
-            reset()
-    return statistics.median(times)
 
 
 def main():
@@ -145,17 +128,10 @@ def main():
 
     record("W3_recipe_fwdbwd", timed(recipe_fwdbwd, args.warmup, args.repeats, clear_b))
 
-    if args.json:
-        json.dump(results, sys.stdout, indent=1)
-        print()
-    else:
-        print(f"torch {torch.__version__}, torchaudio {torchaudio.__version__}, {CLIPS} clips x {SECONDS} s "
-              f"@ {SR} Hz, median of {args.repeats} runs\n")
-        print("| benchmark | threads | ms |")
-        print("|---|---:|---:|")
-        for r in results:
-            print(f"| {r['name']} | {r['threads']} | {r['ms']:.2f} |")
-
+    emit(results, args.json,
+         f"torch {torch.__version__}, torchaudio {torchaudio.__version__}, {CLIPS} clips x {SECONDS} s "
+         f"@ {SR} Hz, median of {args.repeats} runs",
+         [("benchmark", lambda r: r["name"]), ("threads", lambda r: str(r["threads"])), ("ms", lambda r: f"{r['ms']:.2f}")])
 
 if __name__ == "__main__":
     main()

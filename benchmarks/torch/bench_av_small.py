@@ -40,12 +40,9 @@ it into avgrad's model (double and float) and compares.
 """
 import argparse
 import copy
-import json
 import os
 import resource
-import statistics
 import sys
-import time
 
 import torch
 import torch.nn as nn
@@ -53,6 +50,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../tests", "support"))
 from safetensors_writer import write_safetensors  # noqa: E402
+from timing import emit, timed  # noqa: E402
 
 BATCH, CLASSES = 32, 10
 AUDIO_SHAPE, VIDEO_SHAPE = (BATCH, 1, 128, 100), (BATCH, 3, 8, 32, 32)
@@ -193,17 +191,6 @@ def write_check(path, model, xa, xv, y):
     write_safetensors(path, out, {"source": "bench_av_small.py", "torch": torch.__version__})
 
 
-def timed(fn, warmup, repeats):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
@@ -243,16 +230,9 @@ def main():
         if not args.only or name in args.only:
             record(name, timed(fn, args.warmup, args.repeats))
 
-    if args.json:
-        json.dump(results, sys.stdout, indent=1)
-        print()
-    else:
-        print(f"torch {torch.__version__}, {args.threads} threads, batch {BATCH}, median of {args.repeats} runs\n")
-        print("| benchmark | ms | examples/s |")
-        print("|---|---:|---:|")
-        for r in results:
-            print(f"| {r['name']} | {r['ms']:.1f} | {BATCH / r['ms'] * 1e3:.1f} |")
-
+    emit(results, args.json, f"torch {torch.__version__}, {args.threads} threads, batch {BATCH}, median of {args.repeats} runs",
+         [("benchmark", lambda r: r["name"]), ("ms", lambda r: f"{r['ms']:.1f}"),
+          ("examples/s", lambda r: f"{BATCH / r['ms'] * 1e3:.1f}")])
 
 if __name__ == "__main__":
     main()

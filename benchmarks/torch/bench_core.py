@@ -21,18 +21,16 @@ the same FLOP counts as bench_core. --check DIR writes, per convolution shape, a
 a smaller batch for `bench_core --core_check=DIR` (see there).
 """
 import argparse
-import json
 import math
 import os
-import statistics
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../tests", "support"))
 from safetensors_writer import write_safetensors  # noqa: E402
+from timing import emit, timed  # noqa: E402
 
 CONV2D = [(32, 1, (128, 100), 32), (32, 32, (64, 50), 64), (32, 64, (32, 25), 128), (32, 128, (16, 12), 128)]
 CONV3D = [(32, 3, (8, 32, 32), 32), (32, 32, (8, 16, 16), 64), (32, 64, (4, 8, 8), 128)]
@@ -46,17 +44,6 @@ def conv_name(kind, n, c, spatial, co):
 
 def conv_gflop(n, c, spatial, co):
     return 2.0 * n * co * math.prod(spatial) * c * 3 ** len(spatial) * 1e-9
-
-
-def timed(fn, warmup, repeats):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
 
 
 def conv_fn(dims):
@@ -145,16 +132,8 @@ def main():
            timed(lambda: torch.autograd.grad(attention(q, k, v), (q, k, v), seed), args.warmup, args.repeats),
            6 * 2.0 * bsz * h * l * l * e * 1e-9)
 
-    if args.json:
-        json.dump(results, sys.stdout, indent=1)
-        print()
-    else:
-        print(f"torch {torch.__version__}, {args.threads} threads, median of {args.repeats} runs\n")
-        print("| benchmark | ms | GFLOP/s |")
-        print("|---|---:|---:|")
-        for r in results:
-            print(f"| {r['name']} | {r['ms']:.2f} | {r['GFLOP/s']:.1f} |")
-
+    emit(results, args.json, f"torch {torch.__version__}, {args.threads} threads, median of {args.repeats} runs",
+         [("benchmark", lambda r: r["name"]), ("ms", lambda r: f"{r['ms']:.2f}"), ("GFLOP/s", lambda r: f"{r['GFLOP/s']:.1f}")])
 
 if __name__ == "__main__":
     main()
