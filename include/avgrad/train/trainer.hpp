@@ -342,8 +342,9 @@ template <AVModel M> class Trainer {
         save(o_.checkpoint_dir / "last.safetensors");
       if (bar)
         bar->update(step_ - first_step,
-                    {{"loss", last_row_.train_loss},
-                     {"acc", last_row_.train_accuracy},
+                    // means since the last log row (that row's own right after it was written)
+                    {{"loss", run_n_ > 0 ? run_loss_ / run_n_ : last_row_.train_loss},
+                     {"acc", run_pred_ > 0 ? run_hits_ / run_pred_ : last_row_.train_accuracy},
                      {"ex/s", static_cast<double>(cost_.examples_seen) / std::max(1e-9, now_cost().seconds)}});
     }
     (void)last_eval_step;
