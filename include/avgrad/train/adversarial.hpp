@@ -66,8 +66,7 @@ template <AVModel M> class AdversarialTraining final : public Defense<M> {
   /// The perturbed batch this step trains on (also what tests inspect).
   AVInput<T> perturb(M& model, const AVBatch<T>& b, std::uint64_t seed, Cost& cost,
                      const Tensor<T, Cpu>& clean_probs = {}) const {
-    const bool was_training = model.is_training();
-    if (o_.attack_in_eval_mode) model.eval();
+    ModeGuard<M> mode(model, o_.attack_in_eval_mode ? false : model.is_training());
     attacks::Objective<T> objective =
         attacks::Objective<T>::of(model.multi_label() ? attacks::LossKind::bce : attacks::LossKind::cross_entropy);
     if (o_.method == AdversarialMethod::trades) {
@@ -79,7 +78,6 @@ template <AVModel M> class AdversarialTraining final : public Defense<M> {
             ? attacks::fgsm<T>(objective, true, seed, o_.fgsm_step)
             : attacks::Pgd<T>(attacks::PgdOptions{.steps = o_.steps, .random_start = true, .seed = seed}, objective);
     auto r = attack.run(model, b.x, b.y, o_.threat);
-    model.train(was_training);
     cost.add_forward(b.size(), r.forward_passes);
     cost.add_backward(b.size(), r.backward_passes);
     return r.adversarial(b.x);
@@ -129,8 +127,7 @@ template <AVModel M, class Attack> RobustAccuracy robust_accuracy(M& model, cons
                                                                   const Attack& attack, const attacks::ThreatModel& tm,
                                                                   std::int64_t batch = 256) {
   AVGRAD_CHECK(batch >= 1 && data.size() >= 1, "robust_accuracy", "need batch >= 1 and a non-empty set");
-  const bool was_training = model.is_training();
-  model.eval();
+  ModeGuard<M> mode(model, false);
   RobustAccuracy r;
   std::int64_t clean = 0, robust = 0;
   for (std::int64_t s = 0; s < data.size(); s += batch) {
@@ -149,7 +146,6 @@ template <AVModel M, class Attack> RobustAccuracy robust_accuracy(M& model, cons
     const auto res = attack.run(model, b.x, b.y, tm);
     robust += correct(res.logits, b.y);
   }
-  model.train(was_training);
   r.examples = data.size();
   r.clean = static_cast<double>(clean) / static_cast<double>(r.examples);
   r.robust = static_cast<double>(robust) / static_cast<double>(r.examples);

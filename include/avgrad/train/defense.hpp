@@ -143,6 +143,20 @@ template <Floating T> std::int64_t correct(const Tensor<T, Cpu>& logits, const L
   return n;
 }
 
+/// Sets a model's train/eval mode for a scope and restores the previous mode on exit, exceptions
+/// included (attacks and evaluation run in eval mode inside a training loop).
+template <class M> class ModeGuard {
+ public:
+  ModeGuard(M& model, bool training) : model_(model), was_(model.is_training()) { model.train(training); }
+  ~ModeGuard() { model_.train(was_); }
+  ModeGuard(const ModeGuard&) = delete;
+  ModeGuard& operator=(const ModeGuard&) = delete;
+
+ private:
+  M& model_;
+  bool was_;
+};
+
 /// What one step of a defense produced.
 template <Floating T> struct StepOutput {
   Tensor<T, Cpu> loss{};         ///< scalar, differentiable in the parameters

@@ -53,8 +53,7 @@ template <AVModel M> GuidanceMetrics measure_guidance_metrics(M& model, const AV
                "the held-out set needs both modalities");
   AVGRAD_CHECK(o.convexity_pairs >= 1 && o.density_k >= 1 && o.batch >= 1, "measure_guidance_metrics",
                "convexity_pairs, density_k and batch must be >= 1");
-  const bool was_training = model.is_training();
-  model.eval();
+  ModeGuard<M> mode(model, false);
   NoGradGuard no_grad;
   const std::int64_t N = heldout.size();
   std::vector<Tensor<T, Cpu>> za, zv, zf;
@@ -90,7 +89,6 @@ template <AVModel M> GuidanceMetrics measure_guidance_metrics(M& model, const AV
     for (const auto& d : metrics::density(z, sets, metrics::DensityOptions{.k = o.density_k}))
       sp.purity.push_back(d.purity);
   }
-  model.train(was_training);
   g.measured_at_step = 0;
   return g;
 }

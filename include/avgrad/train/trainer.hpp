@@ -115,8 +115,7 @@ template <AVModel M>
 EvalMetrics evaluate(M& model, const TensorData<typename M::value_type>& data, std::int64_t batch = 256) {
   data.check("evaluate");
   AVGRAD_CHECK(batch >= 1 && data.size() >= 1, "evaluate", "need batch >= 1 and a non-empty set");
-  const bool was_training = model.is_training();
-  model.eval();
+  ModeGuard<M> mode(model, false);
   NoGradGuard no_grad;
   double loss = 0;
   std::int64_t hits = 0;
@@ -129,7 +128,6 @@ EvalMetrics evaluate(M& model, const TensorData<typename M::value_type>& data, s
     loss += static_cast<double>(label_loss(logits, b.y).item()) * static_cast<double>(e - s);
     hits += correct(logits, b.y);
   }
-  model.train(was_training);
   const double n = static_cast<double>(data.size());
   return {loss / n, static_cast<double>(hits) / n};
 }
