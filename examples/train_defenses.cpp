@@ -11,6 +11,9 @@
 
 #include <avgrad/avgrad.hpp>
 #include <avgrad/data/av_digits.hpp>
+#include <avgrad/train/adversarial.hpp>
+#include <avgrad/train/guided_mixup.hpp>
+#include <avgrad/train/trainer.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
