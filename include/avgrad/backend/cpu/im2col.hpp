@@ -63,8 +63,9 @@ inline void valid_range(std::int64_t off, std::int64_t s, std::int64_t n, std::i
 /// padding (zero) otherwise.
 template <class F>
 void for_each_segment(const ConvGeometry& g, std::int64_t c, std::int64_t p0, std::int64_t p1, F&& f) {
-  const std::int64_t oW = g.out[2];
+  const std::int64_t oW = g.out[2], oH = g.out[1];
   const std::int64_t first = p0 / oW, last = (p1 - 1) / oW;  // output lines (od·oH + oh) touched
+  const std::int64_t od0 = first / oH, oh0 = first % oH;     // the first line's coordinates
   std::int64_t row = c * g.kernel_size();
   for (std::int64_t kd = 0; kd < g.kernel[0]; ++kd)
     for (std::int64_t kh = 0; kh < g.kernel[1]; ++kh)
@@ -72,14 +73,17 @@ void for_each_segment(const ConvGeometry& g, std::int64_t c, std::int64_t p0, st
         const std::int64_t iw0 = kw * g.dilation[2] - g.pad[2];
         std::int64_t lo, hi;
         valid_range(iw0, g.stride[2], g.in[2], oW, lo, hi);
+        // walk the lines with (od, oh) stepped, not divided out of li: rows are short (a video
+        // map is 8–32 wide), so per-line index arithmetic is a visible share of the copy
+        std::int64_t od = od0, oh = oh0;
         for (std::int64_t li = first; li <= last; ++li) {
-          const std::int64_t od = li / g.out[1], oh = li % g.out[1];
           const std::int64_t id = od * g.stride[0] - g.pad[0] + kd * g.dilation[0];
           const std::int64_t ih = oh * g.stride[1] - g.pad[1] + kh * g.dilation[1];
           const bool inside = id >= 0 && id < g.in[0] && ih >= 0 && ih < g.in[1];
           const std::int64_t line = inside ? ((c * g.in[0] + id) * g.in[1] + ih) * g.in[2] : -1;
           const std::int64_t a = li == first ? p0 - li * oW : 0, b = li == last ? p1 - li * oW : oW;
           f(row, li * oW - p0, line, iw0, a, b, lo, hi);
+          if (++oh == oH) oh = 0, ++od;
         }
       }
 }
