@@ -41,10 +41,14 @@ def log(*a):
     print(*a, file=sys.stderr, flush=True)
 
 
-def run(cmd, capture=True):
+def child_env():
+    """The environment both sides run in: the thread count and the allocator settings."""
+    return dict(os.environ, OMP_NUM_THREADS=str(THREADS), **ALLOCATOR)
+
+
+def run(cmd):
     """Runs cmd with the shared environment; returns stdout, or exits naming the failing command."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(THREADS), **ALLOCATOR)
-    p = subprocess.run(cmd, cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE if capture else None)
+    p = subprocess.run(cmd, cwd=ROOT, env=child_env(), text=True, stdout=subprocess.PIPE)
     if p.returncode != 0:
         sys.exit(f"compare.py: `{' '.join(cmd)}` failed with exit status {p.returncode}")
     return p.stdout
@@ -52,8 +56,7 @@ def run(cmd, capture=True):
 
 def peak_rss_mib(cmd):
     """Peak resident memory (MiB) of the process running cmd."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(THREADS), **ALLOCATOR)
-    p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    p = subprocess.Popen(cmd, cwd=ROOT, env=child_env(), stdout=subprocess.DEVNULL)
     _, status, usage = os.wait4(p.pid, 0)
     if status != 0:
         sys.exit(f"compare.py: `{' '.join(cmd)}` failed ({status})")
@@ -129,8 +132,8 @@ def measure(build, repeats):
     ours.update(gbench(os.path.join(b, "bench_loader"), ".", 3, one_iteration=False))
     log("== peak resident memory of W2 and W4 processes")
     memory = {}
-    for w, flt in (("W2_TrainStep", "W2_TrainStep"), ("W4_Pgd10", "W4_Pgd10")):
-        memory[w] = (peak_rss_mib([os.path.join(b, "bench_av_small"), f"--benchmark_filter={flt}",
+    for w in ("W2_TrainStep", "W4_Pgd10"):
+        memory[w] = (peak_rss_mib([os.path.join(b, "bench_av_small"), f"--benchmark_filter={w}",
                                    "--benchmark_min_time=0", "--benchmark_repetitions=3"]),
                      peak_rss_mib([PY, "benchmarks/torch/bench_av_small.py", "--threads", t, "--repeats", "3",
                                    "--only", w, "--json"]))

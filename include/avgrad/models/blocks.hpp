@@ -61,13 +61,13 @@ template <int N, Floating T, Device D = Cpu> class ConvBnAct : public nn::UnaryM
   /// bn(conv(x)), folded into one convolution in eval mode.
   Tensor<T, D> normalized(const Tensor<T, D>& x) {
     if (bn.is_training() || !bn.running_mean.defined()) return bn(conv(x));
+    AVGRAD_CHECK(x.dim() == N + 2, "ConvBnAct", "expected a batched input of rank ", N + 2, ", got ", x.shape());
     auto scale = rsqrt(bn.running_var + bn.eps());  // (Co); buffers: no gradient
     if (bn.weight.defined()) scale = scale * bn.weight;
     auto shift = bn.bias.defined() ? bn.bias - bn.running_mean * scale : -(bn.running_mean * scale);
     Shape per_channel(std::vector<std::int64_t>(static_cast<std::size_t>(N + 2), 1));
     per_channel[0] = conv.out_channels();
     const auto w = conv.weight * scale.reshape(per_channel);  // (Co, C, k…)
-    AVGRAD_CHECK(x.dim() == N + 2, "ConvBnAct", "expected a batched input of rank ", N + 2, ", got ", x.shape());
     if constexpr (N == 2)
       return conv2d(x, w, shift, conv.stride(), conv.padding(), conv.dilation(), conv.groups());
     else
