@@ -16,7 +16,7 @@ int main(int argc, char** argv) {
   examples::add_io_options(app, o, "workspace folder holding checkpoints/ (from train or study); reports go here");
   examples::add_feature_options(app, o);
   examples::add_attack_options(app, o);
-  app.add_option("--model", model_name, "audio-only, video-only, early, mid, late or super-late")
+  app.add_option("--model", model_name, "audio-only, video-only, early, mid, late, super-late or bottleneck")
       ->capture_default_str();
   app.add_option("--defense", defense, "the defense the checkpoint was trained with")->capture_default_str();
   CLI11_PARSE(app, argc, argv);

@@ -22,7 +22,7 @@ int main(int argc, char** argv) {
   examples::add_train_options(app, o);
   examples::add_attack_options(app, o);
   app.add_option("--models", model_names,
-                 "models to run (default all): audio-only, video-only, early, mid, late, super-late")
+                 "models to run (default all): audio-only, video-only, early, mid, late, super-late, bottleneck")
       ->delimiter(',');
   app.add_option("--defenses", defenses,
                  "defenses of the late-fusion model besides plain training: mixup, guided, pgd-at, fgsm-at, trades "

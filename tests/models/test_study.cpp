@@ -17,7 +17,8 @@ namespace {
 
 static_assert(AVModel<study::LateFusionModel<float>> && AVModel<study::MidFusionModel<float>> &&
               AVModel<study::EarlyFusionModel<float>> && AVModel<study::SuperLateModel<float>> &&
-              AVModel<study::AudioModel<float>> && AVModel<study::VideoModel<float, ClassifierHead<float>>>);
+              AVModel<study::AudioModel<float>> && AVModel<study::VideoModel<float, ClassifierHead<float>>> &&
+              AVModel<study::BottleneckModel<float>>);
 
 struct SmallInputs {
   TF audio, video;
@@ -66,6 +67,24 @@ TEST(StudyModels, SmallMidEarlyAndSuperLate) {
   EXPECT_EQ(so.audio_logits.shape(), Shape({2, 6}));
   EXPECT_FALSE(so.fused_latent.defined());
   EXPECT_DOUBLE_EQ(sl->audio_weight(), 0.6);
+}
+
+TEST(StudyModels, SmallBottleneckFusion) {
+  auto o = study::StudyOptions::small(6);
+  auto [xa, xv] = small_inputs(o);
+  auto m = study::bottleneck_fusion<float>(o);
+  auto out = m->forward({xa, xv});
+  EXPECT_EQ(out.audio_latent.shape(), Shape({2, 8, 32})) << "the stem's frames are the audio tokens";
+  EXPECT_EQ(out.video_latent.shape(), Shape({2, 4, 32})) << "the video features are the video tokens";
+  EXPECT_EQ(out.fused_latent.shape(), Shape({2, 32})) << "pooled over both streams";
+  EXPECT_EQ(out.logits.shape(), Shape({2, 6}));
+  EXPECT_FALSE(m->multi_label());
+  EXPECT_EQ(m->forward({xa, {}}).logits.shape(), Shape({2, 6})) << "a missing modality is skipped";
+  // The video reaches the prediction only through the bottleneck: changing it changes the logits.
+  auto xv2 = xv * 2.0f;
+  EXPECT_GT(amax(abs(m->forward({xa, xv2}).logits - out.logits)).item(), 1e-5f);
+  o.bottleneck_fusion_layer = o.mid_layers;
+  EXPECT_THROW(study::bottleneck_fusion<float>(o), Error) << "fusion_layer must be below the depth";
 }
 
 TEST(StudyModels, UniModalAndFusedModelsShareEncoderKeys) {

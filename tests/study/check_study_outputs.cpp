@@ -61,7 +61,8 @@ TEST_F(StudyOutputs, EveryFileIsWrittenAndNoTemporaryIsLeft) {
     EXPECT_TRUE(fs::is_regular_file(out_dir() / f)) << f;
     EXPECT_GT(fs::file_size(out_dir() / f), 100u) << f;
   }
-  for (const char* m : {"audio-only", "video-only", "early", "mid", "late", "late-mixup", "late-guided", "late-pgd-at"})
+  for (const char* m : {"audio-only", "video-only", "early", "mid", "late", "bottleneck", "late-mixup", "late-guided",
+                        "late-pgd-at"})
     EXPECT_TRUE(fs::is_regular_file(out_dir() / "checkpoints" / (std::string(m) + ".safetensors"))) << m;
   for (const auto& e : fs::recursive_directory_iterator(out_dir())) {
     const auto name = e.path().filename().string();
@@ -76,14 +77,14 @@ TEST_F(StudyOutputs, EveryFileIsWrittenAndNoTemporaryIsLeft) {
 TEST_F(StudyOutputs, SummaryHasTheTablesAndTheReading) {
   const std::string md = read(out_dir() / "summary.md");
   for (const char* s : {"# Study results", "## Models (plain training)", "## Defenses (late fusion)",
-                        "## Reading: the study's findings here", "| super-late |", "| pgd-at |",
+                        "## Reading: the study's findings here", "| super-late |", "| bottleneck |", "| pgd-at |",
                         "](plots/robust_accuracy_joint.svg)"})
     EXPECT_NE(md.find(s), std::string::npos) << s;
 }
 
 TEST_F(StudyOutputs, ModelsHaveSaneAccuraciesAndSweeps) {
   const auto& models = at(study_, "models");
-  ASSERT_EQ(models.items.size(), 6u);
+  ASSERT_EQ(models.items.size(), 7u);
   const bool expect_reused = std::getenv("STUDY_EXPECT_REUSED") != nullptr;
   std::set<std::string> names;
   const auto& grid = at(study_, "eps_grid_audio").items;
@@ -133,7 +134,8 @@ TEST_F(StudyOutputs, ModelsHaveSaneAccuraciesAndSweeps) {
         EXPECT_TRUE(std::isnan(v) || (v >= 0 && v <= 1)) << name << " " << k << " = " << v;
       }
   }
-  EXPECT_EQ(names, (std::set<std::string>{"audio-only", "video-only", "early", "mid", "late", "super-late"}));
+  EXPECT_EQ(names,
+            (std::set<std::string>{"audio-only", "video-only", "early", "mid", "late", "super-late", "bottleneck"}));
 }
 
 TEST_F(StudyOutputs, DefensesCostWhatTheyShould) {
@@ -159,7 +161,7 @@ TEST_F(StudyOutputs, FindingsHaveVerdictsAndEvidence) {
 
 TEST_F(StudyOutputs, CsvTablesHaveOneRowPerItem) {
   const std::string training = read(out_dir() / "training.csv");
-  EXPECT_EQ(std::count(training.begin(), training.end(), '\n'), 1 + 6 + 3);  // header, models, 3 defenses
+  EXPECT_EQ(std::count(training.begin(), training.end(), '\n'), 1 + 7 + 3);  // header, models, 3 defenses
   const std::string robust = read(out_dir() / "robustness.csv");
   EXPECT_EQ(robust.rfind("model,defense,attack,scope,eps_audio", 0), 0u);
 }

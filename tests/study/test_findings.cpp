@@ -154,10 +154,10 @@ TEST(StudyModels, NamesRoundTripAndUnknownNamesAreRejected) {
   for (auto k : study::kAllModels) EXPECT_EQ(study::parse_model_kind(study::model_name(k)), k);
   EXPECT_EQ(study::parse_model_kind("audio"), ModelKind::audio);
   try {
-    study::parse_model_kind("bottleneck");
+    study::parse_model_kind("attention");
     FAIL() << "no error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("unknown model 'bottleneck'"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("unknown model 'attention'"), std::string::npos);
   }
 }
 

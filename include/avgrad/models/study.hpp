@@ -1,6 +1,7 @@
 // The study's reference models (../shared/PAPER.md: "what the reference code does") as
 // factories over the composable templates: the CNN-Transformer audio model, the frame-feature
-// transformer video model, and their early, mid, late and super-late fusions — with the
+// transformer video model, and their early, mid, late and super-late fusions, plus attention-
+// bottleneck fusion (MBT) as a further baseline — with the
 // same encoders in every model, so uni-modal and fused models compare like for like.
 //
 //   auto late = models::study::late_fusion<float>();                 // full size, 527 classes
@@ -29,6 +30,9 @@ struct StudyOptions {
   std::int64_t fused_dim = 1024;          ///< late fusion's common width; mid fusion's transformer width
   std::int64_t mid_heads = 8, mid_dim_feedforward = 1024, mid_layers = 2;
   double super_late_audio_weight = 0.6;  ///< P = w·P_audio + (1 − w)·P_video
+  /// Attention-bottleneck fusion: the first layer that exchanges through the bottleneck (of
+  /// mid_layers), and how many bottleneck tokens.
+  std::int64_t bottleneck_fusion_layer = 1, bottleneck_tokens = 4;
 
   /// A version that trains in seconds on 2 cores: 32 frames × 16 bins (audio latent 32),
   /// 4 × 32 video features (video latent 16), fused width 32.
@@ -69,6 +73,8 @@ template <Floating T, class H = AttentionPoolHead<T>> using MidFusionModel =
     AVClassifier<CnnStem10C5P<T>, InputPassthrough<T>, MidFusion<T>, H>;
 template <Floating T, class H = AttentionPoolHead<T>> using EarlyFusionModel =
     AVClassifier<InputPassthrough<T>, InputPassthrough<T>, EarlyFusion<CnnTransformer<T>>, H>;
+template <Floating T, class H = ClassifierHead<T>> using BottleneckModel =
+    AVClassifier<CnnStem10C5P<T>, InputPassthrough<T>, BottleneckFusion<T>, H>;
 template <Floating T, class H = AttentionPoolHead<T>> using SuperLateModel =
     SuperLateEnsemble<AudioModel<T, H>, VideoModel<T, H>>;
 
@@ -146,6 +152,31 @@ std::unique_ptr<EarlyFusionModel<T, H>> early_fusion(const StudyOptions& o = {},
   return std::make_unique<EarlyFusionModel<T, H>>(std::make_unique<InputPassthrough<T>>(o.num_bins()),
                                                   std::make_unique<InputPassthrough<T>>(o.video_dim), std::move(f),
                                                   make_head<H>(d, o.num_classes, gen));
+}
+
+/// Attention-bottleneck fusion (MBT; not in the reference code): the audio stem's frames and the
+/// raw video features as two token streams, each through its own pre-norm transformer layers,
+/// exchanging information only through a few shared bottleneck tokens from `bottleneck_fusion_layer`
+/// on → a pooled (B, fused_dim) latent → head. Widths and heads as mid fusion's. The latent is
+/// pooled, so the head must accept (B, D): ClassifierHead (the default here).
+template <Floating T, class H = ClassifierHead<T>>
+std::unique_ptr<BottleneckModel<T, H>> bottleneck_fusion(const StudyOptions& o = {},
+                                                         Generator& gen = default_generator()) {
+  detail::check(o);
+  auto a = std::make_unique<CnnStem10C5P<T>>(o.audio.stem, gen);
+  auto v = std::make_unique<InputPassthrough<T>>(o.video_dim);
+  auto f = std::make_unique<BottleneckFusion<T>>(BottleneckFusionOptions{.audio_dim = a->latent_dim(),
+                                                                         .video_dim = o.video_dim,
+                                                                         .dim = o.fused_dim,
+                                                                         .num_heads = o.mid_heads,
+                                                                         .dim_feedforward = o.mid_dim_feedforward,
+                                                                         .depth = o.mid_layers,
+                                                                         .fusion_layer = o.bottleneck_fusion_layer,
+                                                                         .bottleneck_tokens = o.bottleneck_tokens,
+                                                                         .dropout = o.audio.dropout},
+                                                 gen);
+  return std::make_unique<BottleneckModel<T, H>>(std::move(a), std::move(v), std::move(f),
+                                                 make_head<H>(o.fused_dim, o.num_classes, gen));
 }
 
 /// Super-late fusion: the audio and video models' probabilities averaged with weight w.

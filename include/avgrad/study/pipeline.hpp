@@ -57,6 +57,9 @@ struct AttackConfig {
   /// video-only ones, so the grid is fine-grained where the curves fall.
   std::vector<double> eps_grid{0, 0.0025, 0.005, 0.01, 0.02, 0.04};
   double video_ratio = 0.5;  ///< ε_video / ε_audio (ε_a = 0.01 ↔ ε_v = 0.005 ≈ 1.3/255)
+  /// L∞ (the study's) or L2 balls per example and modality; an L2 grid's ε is the whole
+  /// perturbation's length, so it is about sqrt(dimensions) times an L∞ grid's.
+  attacks::Norm norm = attacks::Norm::linf;
   int pgd_steps = 10;        ///< PGD steps of ε/4 each (2.5 ε of travel: enough to cross the ball)
   bool fgsm = true;          ///< also sweep FGSM (one step of ε)
   std::uint64_t seed = 7;    ///< PGD's random start
@@ -68,10 +71,10 @@ struct AttackConfig {
     AVGRAD_CHECK(std::isfinite(video_ratio) && video_ratio > 0, "AttackConfig", "video_ratio must be positive");
     AVGRAD_CHECK(pgd_steps >= 1 && batch >= 1, "AttackConfig", "pgd_steps and batch must be >= 1");
   }
-  attacks::Budget audio_budget(double eps) const { return {.eps = eps, .step = eps / 4}; }
+  attacks::Budget audio_budget(double eps) const { return {.norm = norm, .eps = eps, .step = eps / 4}; }
   attacks::Budget video_budget(double eps_audio) const {
     const double e = eps_audio * video_ratio;
-    return {.eps = e, .step = e / 4, .lo = 0, .hi = 1, .domain = attacks::Domain::pixels};
+    return {.norm = norm, .eps = e, .step = e / 4, .lo = 0, .hi = 1, .domain = attacks::Domain::pixels};
   }
   attacks::ThreatModel joint(double eps_audio) const {
     return attacks::ThreatModel::joint(audio_budget(eps_audio), video_budget(eps_audio));

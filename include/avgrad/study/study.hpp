@@ -338,9 +338,10 @@ inline std::string summary_markdown(const StudyResults& r, const StudyConfig& c,
   std::string s = "# Study results\n\n";
   char line[512];
   std::snprintf(line, sizeof line,
-                "Data: %s (features: %s). Training: %s. Attacks: L∞, PGD-%d (step ε/4, random start) and FGSM; "
+                "Data: %s (features: %s). Training: %s. Attacks: %s balls, PGD-%d (step ε/4, random start)%s; "
                 "ε_audio grid {",
-                c.data.string().c_str(), c.features.str().c_str(), c.train.str().c_str(), c.attack.pgd_steps);
+                c.data.string().c_str(), c.features.str().c_str(), c.train.str().c_str(),
+                attacks::norm_name(c.attack.norm), c.attack.pgd_steps, c.attack.fgsm ? " and FGSM" : "");
   s += line;
   for (std::size_t i = 0; i < c.attack.eps_grid.size(); ++i) s += (i ? ", " : "") + f3(c.attack.eps_grid[i]);
   std::snprintf(line, sizeof line,
@@ -468,6 +469,7 @@ inline StudyResults run_study(const StudyConfig& c) {
         .str("training", c.train.str())
         .raw("eps_grid_audio", json_array(c.attack.eps_grid, [](double e) { return json(e); }))
         .num("video_ratio", c.attack.video_ratio)
+        .str("norm", attacks::norm_name(c.attack.norm))
         .num("ref_eps_audio", res.ref_eps_audio())
         .num("ref_eps_video", res.ref_eps_video())
         .integer("pgd_steps", c.attack.pgd_steps)

@@ -15,11 +15,13 @@
 
 namespace avgrad::study {
 
-enum class ModelKind { audio, video, early, mid, late, super_late };
+enum class ModelKind { audio, video, early, mid, late, super_late, bottleneck };
 
-/// Every model of the study, uni-modal first, in the order tables list them.
-inline constexpr std::array<ModelKind, 6> kAllModels = {ModelKind::audio, ModelKind::video, ModelKind::early,
-                                                        ModelKind::mid,   ModelKind::late,  ModelKind::super_late};
+/// Every model of the study, uni-modal first, in the order tables list them; attention-bottleneck
+/// fusion (not in the reference code) last.
+inline constexpr std::array<ModelKind, 7> kAllModels = {ModelKind::audio, ModelKind::video,      ModelKind::early,
+                                                        ModelKind::mid,   ModelKind::late,       ModelKind::super_late,
+                                                        ModelKind::bottleneck};
 
 inline std::string_view model_name(ModelKind k) {
   switch (k) {
@@ -29,19 +31,20 @@ inline std::string_view model_name(ModelKind k) {
     case ModelKind::mid: return "mid";
     case ModelKind::late: return "late";
     case ModelKind::super_late: return "super-late";
+    case ModelKind::bottleneck: return "bottleneck";
   }
   return "?";
 }
 
-/// "audio-only" (or "audio"), "video-only" ("video"), "early", "mid", "late", "super-late"; anything else
-/// throws listing the names.
+/// "audio-only" (or "audio"), "video-only" ("video"), "early", "mid", "late", "super-late",
+/// "bottleneck"; anything else throws listing the names.
 inline ModelKind parse_model_kind(std::string_view s) {
   if (s == "audio") return ModelKind::audio;
   if (s == "video") return ModelKind::video;
   for (ModelKind k : kAllModels)
     if (model_name(k) == s) return k;
   throw Error("study", avgrad::detail::concat("unknown model '", s,
-                                      "'; expected one of audio-only, video-only, early, mid, late, super-late"));
+                                      "'; expected one of audio-only, video-only, early, mid, late, super-late, bottleneck"));
 }
 
 inline bool is_fused(ModelKind k) { return k != ModelKind::audio && k != ModelKind::video; }
@@ -60,6 +63,7 @@ using EarlyModel = models::study::EarlyFusionModel<float, Head>;
 using MidModel = models::study::MidFusionModel<float, Head>;
 using LateModel = models::study::LateFusionModel<float, Head>;
 using SuperLateModel = models::study::SuperLateModel<float, Head>;
+using BottleneckModel = models::study::BottleneckModel<float, Head>;
 
 /// The small study sizes (StudyOptions::small) with the input geometry of `fs`.
 inline models::study::StudyOptions model_options(const FeatureSet& fs) {
@@ -83,6 +87,7 @@ template <class F> decltype(auto) with_model(ModelKind k, const models::study::S
     case ModelKind::early: return f(*ms::early_fusion<float, Head>(o, gen));
     case ModelKind::mid: return f(*ms::mid_fusion<float, Head>(o, gen));
     case ModelKind::late: return f(*ms::late_fusion<float, Head>(o, gen));
+    case ModelKind::bottleneck: return f(*ms::bottleneck_fusion<float, Head>(o, gen));
     case ModelKind::super_late: break;
   }
   return f(*ms::super_late<float, Head>(o, gen));
