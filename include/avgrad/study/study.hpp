@@ -324,7 +324,8 @@ inline std::vector<std::filesystem::path> write_plots(const StudyResults& r, con
       const auto p = dir / "defense_cost.svg";
       report::write_svg(p, report::scatter_svg(points, {.title = title,
                                                         .x_label = "training cost (thousand backward-pass examples)",
-                                                        .y_label = "robust accuracy"}));
+                                                        .y_label = "robust accuracy",
+                                                        .x_from_zero = true}));
       written.push_back(p);
     }
   }
