@@ -58,7 +58,7 @@ struct Options {
   double pixel_noise = 0;
   std::int64_t shard_size = 1000;
   int threads = 2;
-  bool force = false;                         // rebuild even when the folder is up to date
+  bool force = false;                        // rebuild even when the folder is up to date
   std::map<std::string, std::string> given;  // as typed, for the manifest
 };
 

@@ -29,7 +29,8 @@ int main(int argc, char** argv) {
                  "(\"none\": no defense)")
       ->capture_default_str()
       ->delimiter(',');
-  app.add_option("--ref-eps", dc.eps_audio, "headline ε_audio (a point of --eps): defenses train at it, tables report it")
+  app.add_option("--ref-eps", dc.eps_audio,
+                 "headline ε_audio (a point of --eps): defenses train at it, tables report it")
       ->capture_default_str();
   app.add_option("--at-steps", dc.at_steps, "PGD-AT inner steps")->capture_default_str()->check(CLI::Range(1, 1000));
   app.add_option("--heldout", dc.heldout, "validation examples guided mix-up measures its metrics on")

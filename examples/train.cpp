@@ -20,7 +20,8 @@ int main(int argc, char** argv) {
   examples::add_io_options(app, o, "workspace folder: checkpoints/ and the feature cache cache/ go here");
   examples::add_feature_options(app, o);
   examples::add_train_options(app, o);
-  app.add_option("--model", model_name, "audio-only, video-only, early, mid, late or bottleneck")->capture_default_str();
+  app.add_option("--model", model_name, "audio-only, video-only, early, mid, late or bottleneck")
+      ->capture_default_str();
   app.add_option("--defense", defense, std::string("defense: ") + study::kDefenseNames)->capture_default_str();
   app.add_option("--def-eps", dc.eps_audio, "adversarial training's ε on the audio features")->capture_default_str();
   app.add_option("--video-ratio", o.attack.video_ratio, "ε_video / ε_audio for adversarial training")

@@ -67,9 +67,10 @@ inline void add_attack_options(CLI::App& app, CommonOptions& o) {
       ->check(CLI::Range(1, 10000));
   app.add_flag("!--no-fgsm", o.attack.fgsm, "do not sweep FGSM (PGD only)");
   app.add_option("--norm", o.attack.norm, "ball of each modality's perturbation: linf (the study's) or l2")
-      ->transform(CLI::CheckedTransformer(std::map<std::string, avgrad::attacks::Norm>{
-                                              {"linf", avgrad::attacks::Norm::linf}, {"l2", avgrad::attacks::Norm::l2}},
-                                          CLI::ignore_case))
+      ->transform(
+          CLI::CheckedTransformer(std::map<std::string, avgrad::attacks::Norm>{{"linf", avgrad::attacks::Norm::linf},
+                                                                               {"l2", avgrad::attacks::Norm::l2}},
+                                  CLI::ignore_case))
       ->default_str("linf");
 }
 

@@ -48,9 +48,12 @@ TEST(Plot, LineChartMapsPointsIntoThePlotArea) {
   // x from 0 to 1 spans [left, right] = [64, 720 − 170]; y = 1 is the top (36), y = 0 the bottom (440 − 48)
   EXPECT_NE(svg.find("points=\"64,36 307,214 550,392\""), std::string::npos) << svg;
   // The same points with the x axis from 0: x = 2..4 now sits in the right half of [64, 550].
-  const auto shifted = line_chart_svg({{"late", {2, 3, 4}, {1, 0.5, 0}}}, {.y_min = 0, .y_max = 1, .x_from_zero = true});
+  const auto shifted =
+      line_chart_svg({{"late", {2, 3, 4}, {1, 0.5, 0}}},
+                     {.title = "", .x_label = "", .y_label = "", .y_min = 0, .y_max = 1, .x_from_zero = true});
   EXPECT_NE(shifted.find("points=\"307,36 428.5,214 550,392\""), std::string::npos) << shifted;
-  const auto unshifted = line_chart_svg({{"late", {2, 3, 4}, {1, 0.5, 0}}}, {.y_min = 0, .y_max = 1});
+  const auto unshifted = line_chart_svg({{"late", {2, 3, 4}, {1, 0.5, 0}}},
+                                        {.title = "", .x_label = "", .y_label = "", .y_min = 0, .y_max = 1});
   EXPECT_EQ(unshifted.find("points=\"307,36"), std::string::npos) << "without it the axis fits the data";
 }
 

@@ -54,15 +54,15 @@ class StudyOutputs : public ::testing::Test {
 };
 
 TEST_F(StudyOutputs, EveryFileIsWrittenAndNoTemporaryIsLeft) {
-  for (const char* f : {"summary.md", "study.json", "training.csv", "robustness.csv", "latent.csv",
-                        "plots/robust_accuracy_audio.svg", "plots/robust_accuracy_video.svg",
-                        "plots/robust_accuracy_joint.svg", "plots/convexity_per_class.svg", "plots/defense_cost.svg",
-                        "cache/features.safetensors"}) {
+  for (const char* f :
+       {"summary.md", "study.json", "training.csv", "robustness.csv", "latent.csv", "plots/robust_accuracy_audio.svg",
+        "plots/robust_accuracy_video.svg", "plots/robust_accuracy_joint.svg", "plots/convexity_per_class.svg",
+        "plots/defense_cost.svg", "cache/features.safetensors"}) {
     EXPECT_TRUE(fs::is_regular_file(out_dir() / f)) << f;
     EXPECT_GT(fs::file_size(out_dir() / f), 100u) << f;
   }
-  for (const char* m : {"audio-only", "video-only", "early", "mid", "late", "bottleneck", "late-mixup", "late-guided",
-                        "late-pgd-at"})
+  for (const char* m :
+       {"audio-only", "video-only", "early", "mid", "late", "bottleneck", "late-mixup", "late-guided", "late-pgd-at"})
     EXPECT_TRUE(fs::is_regular_file(out_dir() / "checkpoints" / (std::string(m) + ".safetensors"))) << m;
   for (const auto& e : fs::recursive_directory_iterator(out_dir())) {
     const auto name = e.path().filename().string();

@@ -59,8 +59,9 @@ study::StudyResults base(double late_joint, double late_audio) {
   r.ref = 2;
   r.models.push_back(model(ModelKind::audio, 0.8, {{"audio", {0.8, 0.5, 0.4}}}));
   r.models.push_back(model(ModelKind::video, 0.6, {{"video", {0.6, 0.55, 0.5}}}));
-  r.models.push_back(model(ModelKind::late, 0.9,
-                           {{"audio", {0.9, 0.7, late_audio}}, {"video", {0.9, 0.85, 0.85}}, {"joint", {0.9, 0.5, late_joint}}}));
+  r.models.push_back(
+      model(ModelKind::late, 0.9,
+            {{"audio", {0.9, 0.7, late_audio}}, {"video", {0.9, 0.85, 0.85}}, {"joint", {0.9, 0.5, late_joint}}}));
   return r;
 }
 
@@ -101,7 +102,7 @@ TEST(StudyFindings, Spearman) {
   EXPECT_DOUBLE_EQ(study::spearman({1, 2, 3, 4}, {4, 3, 2, 1}), -1.0);
   EXPECT_DOUBLE_EQ(study::spearman({1, 2, 3, 4}, {1, 4, 9, 1000}), 1.0);  // ranks, not values
   EXPECT_TRUE(std::isnan(study::spearman({1, 2}, {1, 2})));
-  EXPECT_TRUE(std::isnan(study::spearman({1, NAN, 3, NAN}, {1, 2, 3, 4})));  // two finite pairs left
+  EXPECT_TRUE(std::isnan(study::spearman({1, NAN, 3, NAN}, {1, 2, 3, 4})));             // two finite pairs left
   EXPECT_NEAR(study::spearman({1, 1, 2, 3}, {1, 2, 3, 4}), 0.9486832980505138, 1e-12);  // ties averaged
 }
 
@@ -119,8 +120,8 @@ study::StudyResults defenses(double guided, std::int64_t guided_cost) {
 }
 
 TEST(StudyFindings, GuidedMixupAgainstAdversarialTrainingGainAndCost) {
-  EXPECT_EQ(study::finding_guided_mixup(defenses(0.45, 1000)).verdict, Verdict::holds);        // gain 0.35 ≥ 0.8·0.4
-  EXPECT_EQ(study::finding_guided_mixup(defenses(0.45, 4000)).verdict, Verdict::inconclusive);  // too costly
+  EXPECT_EQ(study::finding_guided_mixup(defenses(0.45, 1000)).verdict, Verdict::holds);  // gain 0.35 ≥ 0.8·0.4
+  EXPECT_EQ(study::finding_guided_mixup(defenses(0.45, 4000)).verdict, Verdict::inconclusive);   // too costly
   EXPECT_EQ(study::finding_guided_mixup(defenses(0.25, 1000)).verdict, Verdict::does_not_hold);  // gain 0.15 < 0.2
   auto r = defenses(0.45, 1000);
   r.defenses[2].sweeps = model(ModelKind::late, 0.9, {{"joint", {0.9, 0.1, 0.1}}}).sweeps;  // PGD-AT gains nothing
@@ -139,7 +140,8 @@ TEST(StudyFindings, TablesAndJsonCarryEveryModelAndVerdict) {
   const auto json = study::findings_json(fs);
   EXPECT_NE(json.find("\"verdict\":\"holds\""), std::string::npos) << json;
   const auto table = study::summary_table(r.models, r.ref);
-  for (const char* name : {"| audio-only |", "| video-only |", "| late |"}) EXPECT_NE(table.find(name), std::string::npos);
+  for (const char* name : {"| audio-only |", "| video-only |", "| late |"})
+    EXPECT_NE(table.find(name), std::string::npos);
   const auto d = study::defenses_table(r.defenses, r.ref);
   EXPECT_NE(d.find("| pgd-at | 0.900 | 0.500 |"), std::string::npos) << d;
   EXPECT_NE(d.find("6.000×"), std::string::npos) << d;

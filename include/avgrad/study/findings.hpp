@@ -90,7 +90,7 @@ struct ModelResult {
 
 struct StudyResults {
   AttackConfig attack{};
-  std::size_t ref = 0;  ///< index into attack.eps_grid of the headline ε
+  std::size_t ref = 0;                ///< index into attack.eps_grid of the headline ε
   std::vector<ModelResult> models;    ///< plain training, one per ModelKind run
   std::vector<ModelResult> defenses;  ///< the late-fusion model under each defense (plain included)
 
@@ -199,8 +199,8 @@ inline Finding finding_single_modality(const StudyResults& r) {
     if (!std::isfinite(ra) || !std::isfinite(rv)) continue;
     any = true;
     broken = broken || ra < clean_v || rv < clean_a;
-    f.evidence += " " + std::string(model_name(m.kind)) + " (audio attacked " + f3(ra) + ", video attacked " + f3(rv) +
-                  ")";
+    f.evidence +=
+        " " + std::string(model_name(m.kind)) + " (audio attacked " + f3(ra) + ", video attacked " + f3(rv) + ")";
   }
   if (any) f.verdict = broken ? Verdict::holds : Verdict::does_not_hold;
   return f;
@@ -222,8 +222,8 @@ inline Finding finding_metrics_track(const StudyResults& r) {
             ", retained " + f3(kept.back()) + ")";
   }
   const double rc = spearman(conv, kept), rp = spearman(purity, kept);
-  f.evidence = "Spearman ρ over " + std::to_string(kept.size()) + " models: convexity " + f3(rc) + ", purity " + f3(rp) +
-               ";" + rows;
+  f.evidence = "Spearman ρ over " + std::to_string(kept.size()) + " models: convexity " + f3(rc) + ", purity " +
+               f3(rp) + ";" + rows;
   if (std::isfinite(rc) || std::isfinite(rp)) {
     const double best = std::max(std::isfinite(rc) ? rc : -1.0, std::isfinite(rp) ? rp : -1.0);
     f.verdict = best >= 0.5 ? Verdict::holds : best <= 0 ? Verdict::does_not_hold : Verdict::inconclusive;

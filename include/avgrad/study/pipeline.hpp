@@ -286,10 +286,10 @@ inline constexpr const char* kDefenseNames = "plain, mixup, guided, pgd-at, fgsm
 /// epoch's weights kept), then writes its weights and TrainRecord to `checkpoint` atomically.
 /// When `reuse` is set and `checkpoint` already holds weights trained with the same
 /// `fingerprint`, loads them instead and returns the stored record (reused = true).
-template <models::AVModel M>
-TrainRecord train_or_load(M& model, ModelKind kind, train::Defense<M>& defense, const std::string& defense_name,
-                          const FeatureSet& fs, const TrainConfig& tc, const std::filesystem::path& checkpoint,
-                          const std::string& fingerprint, bool reuse) {
+template <models::AVModel M> TrainRecord train_or_load(M& model, ModelKind kind, train::Defense<M>& defense,
+                                                       const std::string& defense_name, const FeatureSet& fs,
+                                                       const TrainConfig& tc, const std::filesystem::path& checkpoint,
+                                                       const std::string& fingerprint, bool reuse) {
   tc.check();
   if (reuse && !fingerprint.empty() && checkpoint_fingerprint(checkpoint) == fingerprint) {
     load_state_dict(checkpoint, model);
@@ -329,9 +329,9 @@ TrainRecord train_or_load(M& model, ModelKind kind, train::Defense<M>& defense, 
 /// modality's attack, a fused one under audio-only, video-only and joint attacks (in that order,
 /// FGSM's sweeps first). Every sweep's points share the grid index: point i is ε_a = grid[i],
 /// ε_v = video_ratio · grid[i] (a video-only sweep reports ε_v as its `eps`).
-template <models::AVModel M>
-std::vector<attacks::EpsilonSweep> robustness_sweeps(M& model, ModelKind kind, const train::TensorData<float>& test,
-                                                     const AttackConfig& ac) {
+template <models::AVModel M> std::vector<attacks::EpsilonSweep> robustness_sweeps(M& model, ModelKind kind,
+                                                                                  const train::TensorData<float>& test,
+                                                                                  const AttackConfig& ac) {
   using namespace attacks;
   ac.check();
   const auto batches = batches_of(test, ac.batch, reads_audio(kind), reads_video(kind));
@@ -346,7 +346,8 @@ std::vector<attacks::EpsilonSweep> robustness_sweeps(M& model, ModelKind kind, c
   for (const auto& spec : specs) {
     eo.label = spec.name + " " + std::string(model_name(kind));
     if (reads_audio(kind))
-      out.push_back(epsilon_sweep(model, batches, spec, ThreatModel::audio_only(ac.audio_budget(1.0)), ac.eps_grid, eo));
+      out.push_back(
+          epsilon_sweep(model, batches, spec, ThreatModel::audio_only(ac.audio_budget(1.0)), ac.eps_grid, eo));
     if (reads_video(kind))
       out.push_back(epsilon_sweep(model, batches, spec, ThreatModel::video_only(ac.video_budget(1.0)), video_grid, eo));
     if (is_fused(kind)) out.push_back(epsilon_sweep(model, batches, spec, ac.joint(1.0), ac.eps_grid, eo));
@@ -356,9 +357,8 @@ std::vector<attacks::EpsilonSweep> robustness_sweeps(M& model, ModelKind kind, c
 }
 
 /// The latent-space report (density and convexity per class in each latent space the model has).
-template <models::AVModel M>
-metrics::LatentReport latent_metrics(M& model, const train::TensorData<float>& data, bool quiet,
-                                     std::int64_t batch = 100) {
+template <models::AVModel M> metrics::LatentReport latent_metrics(M& model, const train::TensorData<float>& data,
+                                                                  bool quiet, std::int64_t batch = 100) {
   return metrics::latent_report(model, batches_of(data, batch), {.quiet = quiet});
 }
 

@@ -26,8 +26,8 @@
 namespace avgrad::study {
 
 struct StudyConfig {
-  std::filesystem::path data;            ///< an AV-Digits folder (manifest.json + shards)
-  std::filesystem::path out = "results"; ///< results, plots, checkpoints and the feature cache
+  std::filesystem::path data;             ///< an AV-Digits folder (manifest.json + shards)
+  std::filesystem::path out = "results";  ///< results, plots, checkpoints and the feature cache
   FeatureOptions features{};
   TrainConfig train{};
   AttackConfig attack{};
@@ -35,8 +35,8 @@ struct StudyConfig {
   /// Defenses of the late-fusion model besides plain training (whose run is the late model's).
   std::vector<std::string> defenses{"mixup", "guided", "pgd-at"};
   DefenseConfig defense{};  ///< defense.eps_audio is the headline ε (a grid point): tables report it
-  bool reuse = true;      ///< reuse the feature cache and matching checkpoints
-  bool quiet = false;     ///< no progress bars (stage lines and the summary still print)
+  bool reuse = true;        ///< reuse the feature cache and matching checkpoints
+  bool quiet = false;       ///< no progress bars (stage lines and the summary still print)
 
   void check() const {
     AVGRAD_CHECK(!data.empty(), "study", "no dataset folder given");
@@ -90,9 +90,7 @@ class Stages {
     if (open_) times_.back().second = elapsed() - times_.back().second;
     open_ = false;
   }
-  double elapsed() const {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-  }
+  double elapsed() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
   const std::vector<std::pair<std::string, double>>& times() const { return times_; }
 
  private:
@@ -179,7 +177,8 @@ inline std::string latent_csv(const std::vector<ModelResult>& rows) {
 inline std::string summary_table(const std::vector<ModelResult>& rows, std::size_t ref) {
   using study_detail::f3;
   std::string s =
-      "| model | clean acc | PGD audio | PGD video | PGD joint | FGSM joint | retained (PGD) | convexity | kNN purity | "
+      "| model | clean acc | PGD audio | PGD video | PGD joint | FGSM joint | retained (PGD) | convexity | kNN purity "
+      "| "
       "margin ratio | train time |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
   for (const auto& m : rows) {
     const auto* sp = m.own_space();
@@ -208,8 +207,8 @@ inline std::string defenses_table(const std::vector<ModelResult>& rows, std::siz
                              : metrics::kNaN;
     s += "| " + m.defense + " | " + f3(m.clean_accuracy()) + " | " + f3(m.robust("PGD", "joint", ref)) + " | " +
          f3(m.robust("PGD", "audio", ref)) + " | " + f3(m.robust("PGD", "video", ref)) + " | " +
-         attacks::eval_detail::md_seconds(m.train.cost.seconds) + " | " + std::to_string(m.train.cost.backward_examples) +
-         " | " + f3(rel) + "× |\n";
+         attacks::eval_detail::md_seconds(m.train.cost.seconds) + " | " +
+         std::to_string(m.train.cost.backward_examples) + " | " + f3(rel) + "× |\n";
   }
   return s;
 }
@@ -345,8 +344,7 @@ inline std::string summary_markdown(const StudyResults& r, const StudyConfig& c,
                 attacks::norm_name(c.attack.norm), c.attack.pgd_steps, c.attack.fgsm ? " and FGSM" : "");
   s += line;
   for (std::size_t i = 0; i < c.attack.eps_grid.size(); ++i) s += (i ? ", " : "") + f3(c.attack.eps_grid[i]);
-  std::snprintf(line, sizeof line,
-                "}, ε_video = %.3g · ε_audio. Headline ε: ε_a = %.3g, ε_v = %.3g. Wall time %s.\n\n",
+  std::snprintf(line, sizeof line, "}, ε_video = %.3g · ε_audio. Headline ε: ε_a = %.3g, ε_v = %.3g. Wall time %s.\n\n",
                 c.attack.video_ratio, r.ref_eps_audio(), r.ref_eps_video(),
                 ProgressBar::format_duration(seconds).c_str());
   s += line;
@@ -380,8 +378,8 @@ inline StudyResults run_study(const StudyConfig& c) {
   Stages stages(1 + 3 * static_cast<int>(c.models.size()) + 2 * static_cast<int>(c.defenses.size()) + 1);
 
   stages.begin("features from " + c.data.string());
-  const FeatureSet fs = load_features(c.data, c.reuse ? c.out / "cache" / "features.safetensors" : std::filesystem::path{},
-                                      c.features, c.quiet);
+  const FeatureSet fs = load_features(
+      c.data, c.reuse ? c.out / "cache" / "features.safetensors" : std::filesystem::path{}, c.features, c.quiet);
   std::fprintf(stderr, "  %lld train / %lld val / %lld test; audio %s, video %s%s\n",
                static_cast<long long>(fs.train.size()), static_cast<long long>(fs.val.size()),
                static_cast<long long>(fs.test.size()), fs.train.audio.shape().str().c_str(),
@@ -390,8 +388,8 @@ inline StudyResults run_study(const StudyConfig& c) {
 
   StudyResults res;
   res.attack = c.attack;
-  res.ref = static_cast<std::size_t>(std::find(c.attack.eps_grid.begin(), c.attack.eps_grid.end(), c.defense.eps_audio) -
-                                     c.attack.eps_grid.begin());
+  res.ref = static_cast<std::size_t>(
+      std::find(c.attack.eps_grid.begin(), c.attack.eps_grid.end(), c.defense.eps_audio) - c.attack.eps_grid.begin());
   auto tc = c.train;
   tc.quiet = c.quiet;
   auto ac = c.attack;

@@ -19,19 +19,26 @@ enum class ModelKind { audio, video, early, mid, late, super_late, bottleneck };
 
 /// Every model of the study, uni-modal first, in the order tables list them; attention-bottleneck
 /// fusion (not in the reference code) last.
-inline constexpr std::array<ModelKind, 7> kAllModels = {ModelKind::audio, ModelKind::video,      ModelKind::early,
-                                                        ModelKind::mid,   ModelKind::late,       ModelKind::super_late,
+inline constexpr std::array<ModelKind, 7> kAllModels = {ModelKind::audio,     ModelKind::video, ModelKind::early,
+                                                        ModelKind::mid,       ModelKind::late,  ModelKind::super_late,
                                                         ModelKind::bottleneck};
 
 inline std::string_view model_name(ModelKind k) {
   switch (k) {
-    case ModelKind::audio: return "audio-only";
-    case ModelKind::video: return "video-only";
-    case ModelKind::early: return "early";
-    case ModelKind::mid: return "mid";
-    case ModelKind::late: return "late";
-    case ModelKind::super_late: return "super-late";
-    case ModelKind::bottleneck: return "bottleneck";
+    case ModelKind::audio:
+      return "audio-only";
+    case ModelKind::video:
+      return "video-only";
+    case ModelKind::early:
+      return "early";
+    case ModelKind::mid:
+      return "mid";
+    case ModelKind::late:
+      return "late";
+    case ModelKind::super_late:
+      return "super-late";
+    case ModelKind::bottleneck:
+      return "bottleneck";
   }
   return "?";
 }
@@ -43,8 +50,9 @@ inline ModelKind parse_model_kind(std::string_view s) {
   if (s == "video") return ModelKind::video;
   for (ModelKind k : kAllModels)
     if (model_name(k) == s) return k;
-  throw Error("study", avgrad::detail::concat("unknown model '", s,
-                                      "'; expected one of audio-only, video-only, early, mid, late, super-late, bottleneck"));
+  throw Error("study", avgrad::detail::concat(
+                           "unknown model '", s,
+                           "'; expected one of audio-only, video-only, early, mid, late, super-late, bottleneck"));
 }
 
 inline bool is_fused(ModelKind k) { return k != ModelKind::audio && k != ModelKind::video; }
@@ -82,13 +90,20 @@ inline models::study::StudyOptions model_options(const FeatureSet& fs) {
 template <class F> decltype(auto) with_model(ModelKind k, const models::study::StudyOptions& o, Generator& gen, F&& f) {
   namespace ms = models::study;
   switch (k) {
-    case ModelKind::audio: return f(*ms::audio_model<float, Head>(o, gen));
-    case ModelKind::video: return f(*ms::video_model<float, Head>(o, gen));
-    case ModelKind::early: return f(*ms::early_fusion<float, Head>(o, gen));
-    case ModelKind::mid: return f(*ms::mid_fusion<float, Head>(o, gen));
-    case ModelKind::late: return f(*ms::late_fusion<float, Head>(o, gen));
-    case ModelKind::bottleneck: return f(*ms::bottleneck_fusion<float, Head>(o, gen));
-    case ModelKind::super_late: break;
+    case ModelKind::audio:
+      return f(*ms::audio_model<float, Head>(o, gen));
+    case ModelKind::video:
+      return f(*ms::video_model<float, Head>(o, gen));
+    case ModelKind::early:
+      return f(*ms::early_fusion<float, Head>(o, gen));
+    case ModelKind::mid:
+      return f(*ms::mid_fusion<float, Head>(o, gen));
+    case ModelKind::late:
+      return f(*ms::late_fusion<float, Head>(o, gen));
+    case ModelKind::bottleneck:
+      return f(*ms::bottleneck_fusion<float, Head>(o, gen));
+    case ModelKind::super_late:
+      break;
   }
   return f(*ms::super_late<float, Head>(o, gen));
 }
