@@ -25,10 +25,12 @@
 #include <string>
 #include <vector>
 
+#include "common/report_helpers.hpp"
+
 using namespace avgrad;
 namespace fs = std::filesystem;
 using Head = models::AttentionPoolHead<float>;
-using Batches = std::vector<std::pair<models::AVInput<float>, attacks::Labels<float>>>;
+using namespace examples;  // as_batches, the summary cells, the option validators
 
 namespace {
 
@@ -46,8 +48,7 @@ struct Options {
 
 /// Reads samples [first, first + count) of the file into memory: the study's sets are small
 /// enough (20k clips ≈ 4 GB as float), and training then draws batches without disk reads.
-train::TensorData<float> load(const data::AudioSetFeatures& file, std::int64_t first, std::int64_t count,
-                              bool quiet) {
+train::TensorData<float> load(const data::AudioSetFeatures& file, std::int64_t first, std::int64_t count, bool quiet) {
   using F = data::AudioSetFeatures;
   train::TensorData<float> d;
   d.audio = Tensor<float, Cpu>::empty(Shape{count, F::kAudioFrames, F::kMelBins});
@@ -65,46 +66,9 @@ train::TensorData<float> load(const data::AudioSetFeatures& file, std::int64_t f
   return d;
 }
 
-/// The evaluation set as the (input, labels) batches attacks and the latent report take.
-Batches as_batches(const train::TensorData<float>& d, std::int64_t limit, std::int64_t batch) {
-  Batches out;
-  const std::int64_t n = std::min(d.size(), limit);
-  for (std::int64_t s = 0; s < n; s += batch) {
-    std::vector<std::int64_t> idx;
-    for (std::int64_t i = s; i < std::min(n, s + batch); ++i) idx.push_back(i);
-    auto b = d.rows(idx);
-    out.emplace_back(b.x, b.y);
-  }
-  return out;
-}
-
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
-std::string json_number(double v) {
-  if (!std::isfinite(v)) return "null";
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.6g", v);
-  return buf;
-}
-/// Markdown cell: a dash where there is no value (a modality that is not attacked).
-std::string md_number(double v) { return std::isfinite(v) ? json_number(v) : "–"; }
-
 /// Train, evaluate clean, sweep PGD over ε per threat model, measure the latent spaces, write it all.
-template <class Model>
-void run(Model& model, const Options& o, const train::TensorData<float>& train_set,
-         const train::TensorData<float>& test_set) {
+template <class Model> void run(Model& model, const Options& o, const train::TensorData<float>& train_set,
+                                const train::TensorData<float>& test_set) {
   const fs::path out = o.out;
   fs::create_directories(out);
   // The trainer appends to its logs; a rerun into the same folder starts them afresh.
@@ -161,13 +125,13 @@ void run(Model& model, const Options& o, const train::TensorData<float>& train_s
     sweeps = attacks::epsilon_sweeps_by_modality(model, attacked, attacks::attack_spec(pgd),
                                                  attacks::ThreatModel::joint(ba, bv), o.eps, eo);
   } else if (has.audio) {
-    sweeps.push_back(
-        attacks::epsilon_sweep(model, attacked, attacks::attack_spec(pgd), attacks::ThreatModel::audio_only(ba), o.eps, eo));
+    sweeps.push_back(attacks::epsilon_sweep(model, attacked, attacks::attack_spec(pgd),
+                                            attacks::ThreatModel::audio_only(ba), o.eps, eo));
   } else {
     std::vector<double> grid;  // the video ε keeps its ratio to the audio grid
     for (double e : o.eps) grid.push_back(e * o.eps_video / eps_max);
-    sweeps.push_back(
-        attacks::epsilon_sweep(model, attacked, attacks::attack_spec(pgd), attacks::ThreatModel::video_only(bv), grid, eo));
+    sweeps.push_back(attacks::epsilon_sweep(model, attacked, attacks::attack_spec(pgd),
+                                            attacks::ThreatModel::video_only(bv), grid, eo));
   }
   attacks::write_markdown(sweeps, out / "robustness.md");
   attacks::write_csv(sweeps, out / "robustness.csv");
@@ -189,18 +153,18 @@ void run(Model& model, const Options& o, const train::TensorData<float>& train_s
   std::string md = "# AudioSet features: " + o.model + " model\n\n";
   md += detail::concat("train ", train_set.size(), " / test ", test_set.size(), " clips (", o.train_file, "), ",
                        o.full ? "full" : "small", " sizes, ", o.epochs, " epochs, batch ", o.batch, ", lr ", o.lr,
-                       "\n\nclean test mAP ", json_number(clean_map), ", mean AUC ", json_number(clean_auc), "; training ",
-                       ProgressBar::format_duration(fit.cost.seconds), ", ", fit.cost.forward_passes, " forward / ",
-                       fit.cost.backward_passes, " backward passes\n\n| threat model | ε audio | ε video | robust mAP |\n",
+                       "\n\nclean test mAP ", json_number(clean_map), ", mean AUC ", json_number(clean_auc),
+                       "; training ", ProgressBar::format_duration(fit.cost.seconds), ", ", fit.cost.forward_passes,
+                       " forward / ", fit.cost.backward_passes,
+                       " backward passes\n\n| threat model | ε audio | ε video | robust mAP |\n",
                        "|---|---:|---:|---:|\n");
-  std::string js = detail::concat("{\"dataset\":\"audioset_features\",\"model\":", json_string(o.model),
-                                  ",\"full_size\":", o.full ? "true" : "false", ",\"train_examples\":", train_set.size(),
-                                  ",\"test_examples\":", test_set.size(), ",\"attacked_examples\":",
-                                  std::min(o.attack_examples, test_set.size()), ",\"epochs\":", o.epochs,
-                                  ",\"batch\":", o.batch, ",\"lr\":", json_number(o.lr), ",\"clean_map\":",
-                                  json_number(clean_map), ",\"clean_mean_auc\":", json_number(clean_auc),
-                                  ",\"train_seconds\":", json_number(fit.cost.seconds), ",\"steps\":", fit.steps,
-                                  ",\"robust\":[");
+  std::string js = detail::concat(
+      "{\"dataset\":\"audioset_features\",\"model\":", json_string(o.model),
+      ",\"full_size\":", o.full ? "true" : "false", ",\"train_examples\":", train_set.size(),
+      ",\"test_examples\":", test_set.size(), ",\"attacked_examples\":", std::min(o.attack_examples, test_set.size()),
+      ",\"epochs\":", o.epochs, ",\"batch\":", o.batch, ",\"lr\":", json_number(o.lr),
+      ",\"clean_map\":", json_number(clean_map), ",\"clean_mean_auc\":", json_number(clean_auc),
+      ",\"train_seconds\":", json_number(fit.cost.seconds), ",\"steps\":", fit.steps, ",\"robust\":[");
   for (std::size_t i = 0; i < sweeps.size(); ++i) {
     const auto& p = sweeps[i].points.back();
     md += detail::concat("| ", sweeps[i].scope, " | ", md_number(p.eps_audio), " | ", md_number(p.eps_video), " | ",
@@ -214,8 +178,9 @@ void run(Model& model, const Options& o, const train::TensorData<float>& train_s
     const auto& s = latent.spaces[i];
     md += i ? "" : "\n| space | purity | convexity |\n|---|---:|---:|\n";
     md += detail::concat("| ", s.space, " | ", md_number(s.mean_purity), " | ", md_number(s.mean_convexity), " |\n");
-    js += detail::concat(i ? "," : "", "{\"space\":", json_string(s.space), ",\"mean_purity\":",
-                         json_number(s.mean_purity), ",\"mean_convexity\":", json_number(s.mean_convexity), "}");
+    js += detail::concat(i ? "," : "", "{\"space\":", json_string(s.space),
+                         ",\"mean_purity\":", json_number(s.mean_purity),
+                         ",\"mean_convexity\":", json_number(s.mean_convexity), "}");
   }
   js += "]}\n";
   write_file_atomic(out / "summary.md", md);
@@ -224,36 +189,21 @@ void run(Model& model, const Options& o, const train::TensorData<float>& train_s
               out.string().c_str());
 }
 
-
-/// CLI11's PositiveNumber / NonNegativeNumber quote the whole double range in their message;
-/// these say what is wrong with the value.
-CLI::Validator at_least(double lo, bool strict) {
-  return CLI::Validator(
-      [lo, strict](std::string& s) {
-        char* end = nullptr;
-        const double v = std::strtod(s.c_str(), &end);
-        const bool ok = !s.empty() && *end == '\0' && std::isfinite(v) && (strict ? v > lo : v >= lo);
-        return ok ? std::string() : detail::concat("must be ", strict ? "> " : ">= ", lo, ", got '", s, "'");
-      },
-      strict ? "POSITIVE" : "NONNEGATIVE");
-}
-const CLI::Validator kPositive = at_least(0, true), kNonNegative = at_least(0, false);
-
 }  // namespace
 
 int main(int argc, char** argv) {
   Options o;
   CLI::App app{"The study pipeline (train, PGD attacks, latent metrics) on AudioSet feature files (HDF5)."};
   app.option_defaults()->always_capture_default();
-  app.add_option("--train", o.train_file, "HDF5 feature file to train on (feat_a, feat_v, labels; flat or e_<i> groups)")
+  app.add_option("--train", o.train_file,
+                 "HDF5 feature file to train on (feat_a, feat_v, labels; flat or e_<i> groups)")
       ->required()
       ->check(CLI::ExistingFile);
   app.add_option("--test", o.test_file, "HDF5 feature file to evaluate on; empty: the last --test-fraction of --train")
       ->check(CLI::ExistingFile);
   app.add_option("--test-fraction", o.test_fraction, "share of --train held out for testing when --test is not given")
       ->check(CLI::Range(0.01, 0.9));
-  app.add_option("--limit", o.limit, "read at most this many clips from each file (0: all)")
-      ->check(kNonNegative);
+  app.add_option("--limit", o.limit, "read at most this many clips from each file (0: all)")->check(kNonNegative);
   app.add_option("--model", o.model, "the study model")
       ->check(CLI::IsMember({"audio", "video", "early", "mid", "late", "super-late"}));
   app.add_flag("--full", o.full, "the study's full sizes (10-layer CNN stem, 2048-wide video transformer)");
@@ -266,8 +216,7 @@ int main(int argc, char** argv) {
   app.add_option("--eps-video", o.eps_video, "video L∞ ε at the largest audio ε (scaled with it along the grid)")
       ->check(kPositive);
   app.add_option("--pgd-steps", o.pgd_steps, "PGD steps (step size 2.5·ε/steps)")->check(kPositive);
-  app.add_option("--attack-examples", o.attack_examples, "test clips attacked (the first ones)")
-      ->check(kPositive);
+  app.add_option("--attack-examples", o.attack_examples, "test clips attacked (the first ones)")->check(kPositive);
   app.add_option("--convexity-pairs", o.convexity_pairs, "interpolated pairs per class for the convexity metric")
       ->check(kPositive);
   app.add_option("--knn", o.knn, "k of the kNN density metrics")->check(kPositive);
@@ -293,16 +242,16 @@ int main(int argc, char** argv) {
       const auto n_test = static_cast<std::int64_t>(std::llround(o.test_fraction * static_cast<double>(n)));
       if (n - n_test < 1 || n_test < 2)
         throw std::runtime_error(detail::concat(o.train_file, ": ", n, " clips are too few to hold out ",
-                                                        o.test_fraction, " for testing (need 2 or more test clips)"));
+                                                o.test_fraction, " for testing (need 2 or more test clips)"));
       train_set = load(train_file, 0, n - n_test, o.quiet);
       test_set = load(test_file, n - n_test, n_test, o.quiet);
     } else {
       train_set = load(train_file, 0, cap(train_file.size()), o.quiet);
       test_set = load(test_file, 0, cap(test_file.size()), o.quiet);
       if (train_set.size() < 1 || test_set.size() < 2)
-        throw std::runtime_error(detail::concat("need at least 1 training clip and 2 test clips; ",
-                                                        o.train_file, " has ", train_set.size(), ", ", o.test_file,
-                                                        " has ", test_set.size()));
+        throw std::runtime_error(detail::concat("need at least 1 training clip and 2 test clips; ", o.train_file,
+                                                " has ", train_set.size(), ", ", o.test_file, " has ",
+                                                test_set.size()));
     }
 
     // The small sizes, with the input shapes of the file (400 × 64 audio, 10 × 2048 video).

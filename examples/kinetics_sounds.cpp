@@ -18,8 +18,8 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
-#include <avgrad/avgrad.hpp>
 #include <avgrad/audio/frontend.hpp>
+#include <avgrad/avgrad.hpp>
 #include <avgrad/data/clip_folder.hpp>
 #include <avgrad/train/trainer.hpp>
 #include <cmath>
@@ -35,10 +35,12 @@
 #include <string>
 #include <vector>
 
+#include "common/report_helpers.hpp"
+
 using namespace avgrad;
 namespace fs = std::filesystem;
 using Head = models::ClassifierHead<float>;
-using Batches = std::vector<std::pair<models::AVInput<float>, attacks::Labels<float>>>;
+using namespace examples;  // as_batches, the summary cells, the option validators
 
 namespace {
 
@@ -70,10 +72,10 @@ data::ClipFolder open_cache(const Options& o, const std::string& csv, const fs::
   co.require_audio = true;  // an audio-visual study: a clip without a soundtrack is a bad row
   co.progress = !o.quiet;
   const fs::path folder = o.clips.empty() ? fs::path(csv).parent_path() : fs::path(o.clips);
-  std::string stamp = detail::concat(fs::absolute(csv).string(), "\n", fs::absolute(folder).string(), "\n",
-                                     fs::file_size(csv), "\n", fs::last_write_time(csv).time_since_epoch().count(),
-                                     "\nfps ", o.fps, " size ", o.size, " seconds ", o.seconds, " rate ",
-                                     o.sample_rate, " skip_bad ", o.skip_bad, "\nclasses");
+  std::string stamp =
+      detail::concat(fs::absolute(csv).string(), "\n", fs::absolute(folder).string(), "\n", fs::file_size(csv), "\n",
+                     fs::last_write_time(csv).time_since_epoch().count(), "\nfps ", o.fps, " size ", o.size,
+                     " seconds ", o.seconds, " rate ", o.sample_rate, " skip_bad ", o.skip_bad, "\nclasses");
   for (const auto& c : o.classes) stamp += " " + c;
   stamp += "\n";
   const fs::path stamp_file = cache / "source.txt";
@@ -131,45 +133,9 @@ audio::FrontEndOptions fbank_options(const Options& o) {
   return fo;
 }
 
-Batches as_batches(const train::TensorData<float>& d, std::int64_t limit, std::int64_t batch) {
-  Batches out;
-  const std::int64_t n = std::min(d.size(), limit);
-  for (std::int64_t s = 0; s < n; s += batch) {
-    std::vector<std::int64_t> idx;
-    for (std::int64_t i = s; i < std::min(n, s + batch); ++i) idx.push_back(i);
-    auto b = d.rows(idx);
-    out.emplace_back(b.x, b.y);
-  }
-  return out;
-}
-
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
-std::string json_number(double v) {
-  if (!std::isfinite(v)) return "null";
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.6g", v);
-  return buf;
-}
-/// Markdown cell: a dash where there is no value (a modality that is not attacked).
-std::string md_number(double v) { return std::isfinite(v) ? json_number(v) : "–"; }
-
 /// Train, evaluate clean, sweep PGD over ε per threat model, measure the latent spaces, write it all.
-template <class Model>
-void run(Model& model, const Options& o, const train::TensorData<float>& train_set,
-         const train::TensorData<float>& test_set) {
+template <class Model> void run(Model& model, const Options& o, const train::TensorData<float>& train_set,
+                                const train::TensorData<float>& test_set) {
   const fs::path out = o.out;
   fs::create_directories(out);
   for (const char* f : {"train_log.csv", "train_log.jsonl"}) fs::remove(out / f);  // the trainer appends
@@ -199,9 +165,11 @@ void run(Model& model, const Options& o, const train::TensorData<float>& train_s
   //    in [0, 1]; the z-scored fbank has no natural range.
   const double eps_max = o.eps.back();
   const attacks::Budget ba{.eps = eps_max, .step = 2.5 * eps_max / static_cast<double>(o.pgd_steps)};
-  const attacks::Budget bv{
-      .eps = o.eps_video, .step = 2.5 * o.eps_video / static_cast<double>(o.pgd_steps), .lo = 0, .hi = 1,
-      .domain = attacks::Domain::pixels};
+  const attacks::Budget bv{.eps = o.eps_video,
+                           .step = 2.5 * o.eps_video / static_cast<double>(o.pgd_steps),
+                           .lo = 0,
+                           .hi = 1,
+                           .domain = attacks::Domain::pixels};
   const attacks::Pgd<float> pgd({.steps = static_cast<int>(o.pgd_steps), .seed = o.seed});
   const Batches attacked = as_batches(test_set, o.attack_examples, 32);
   attacks::EvaluateOptions eo;
@@ -264,8 +232,9 @@ void run(Model& model, const Options& o, const train::TensorData<float>& train_s
     const auto& s = latent.spaces[i];
     md += i ? "" : "\n| space | purity | convexity |\n|---|---:|---:|\n";
     md += detail::concat("| ", s.space, " | ", md_number(s.mean_purity), " | ", md_number(s.mean_convexity), " |\n");
-    js += detail::concat(i ? "," : "", "{\"space\":", json_string(s.space), ",\"mean_purity\":",
-                         json_number(s.mean_purity), ",\"mean_convexity\":", json_number(s.mean_convexity), "}");
+    js += detail::concat(i ? "," : "", "{\"space\":", json_string(s.space),
+                         ",\"mean_purity\":", json_number(s.mean_purity),
+                         ",\"mean_convexity\":", json_number(s.mean_convexity), "}");
   }
   js += "]}\n";
   write_file_atomic(out / "summary.md", md);
@@ -273,21 +242,6 @@ void run(Model& model, const Options& o, const train::TensorData<float>& train_s
   std::printf("results in %s: summary, robustness and latent tables (.md/.csv/.json), train_log, checkpoints/\n",
               out.string().c_str());
 }
-
-
-/// CLI11's PositiveNumber / NonNegativeNumber quote the whole double range in their message;
-/// these say what is wrong with the value.
-CLI::Validator at_least(double lo, bool strict) {
-  return CLI::Validator(
-      [lo, strict](std::string& s) {
-        char* end = nullptr;
-        const double v = std::strtod(s.c_str(), &end);
-        const bool ok = !s.empty() && *end == '\0' && std::isfinite(v) && (strict ? v > lo : v >= lo);
-        return ok ? std::string() : detail::concat("must be ", strict ? "> " : ">= ", lo, ", got '", s, "'");
-      },
-      strict ? "POSITIVE" : "NONNEGATIVE");
-}
-const CLI::Validator kPositive = at_least(0, true), kNonNegative = at_least(0, false);
 
 }  // namespace
 
@@ -313,8 +267,7 @@ int main(int argc, char** argv) {
   app.add_option("--size", o.size, "frames are decoded to size × size grayscale pixels")->check(kPositive);
   app.add_option("--seconds", o.seconds, "clip length read from each clip's start")->check(kPositive);
   app.add_option("--sample-rate", o.sample_rate, "audio sample rate")->check(kPositive);
-  app.add_option("--mel-bins", o.mel_bins, "Kaldi fbank mel bins (early fusion: must divide size²)")
-      ->check(kPositive);
+  app.add_option("--mel-bins", o.mel_bins, "Kaldi fbank mel bins (early fusion: must divide size²)")->check(kPositive);
   app.add_option("--model", o.model, "the study model")
       ->check(CLI::IsMember({"audio", "video", "early", "mid", "late", "super-late"}));
   app.add_flag("--full", o.full, "the study's full encoder sizes instead of StudyOptions::small");
@@ -327,8 +280,7 @@ int main(int argc, char** argv) {
   app.add_option("--eps-video", o.eps_video, "video L∞ ε (pixels in [0, 1]) at the largest audio ε")
       ->check(CLI::Range(1e-9, 1.0));
   app.add_option("--pgd-steps", o.pgd_steps, "PGD steps (step size 2.5·ε/steps)")->check(kPositive);
-  app.add_option("--attack-examples", o.attack_examples, "test clips attacked (the first ones)")
-      ->check(kPositive);
+  app.add_option("--attack-examples", o.attack_examples, "test clips attacked (the first ones)")->check(kPositive);
   app.add_option("--convexity-pairs", o.convexity_pairs, "interpolated pairs per class for the convexity metric")
       ->check(kPositive);
   app.add_option("--knn", o.knn, "k of the kNN density metrics")->check(kPositive);
@@ -363,7 +315,7 @@ int main(int argc, char** argv) {
     }
     if (train_idx.empty() || test_idx.size() < 2)
       throw std::runtime_error(detail::concat(o.csv, ": ", train_idx.size(), " training and ", test_idx.size(),
-                                                    " test clips; need at least 1 and 2"));
+                                              " test clips; need at least 1 and 2"));
 
     // The fbank is normalised per bin with statistics of the training clips only.
     audio::FrontEnd<float> frontend(fbank_options(o));
@@ -372,7 +324,8 @@ int main(int argc, char** argv) {
       audio::FeatureStatistics stats;
       for (std::size_t s = 0; s < train_idx.size(); s += 32) {
         std::vector<data::ClipSample> clips;
-        for (std::size_t i = s; i < std::min(train_idx.size(), s + 32); ++i) clips.push_back(train_ds.get(train_idx[i]));
+        for (std::size_t i = s; i < std::min(train_idx.size(), s + 32); ++i)
+          clips.push_back(train_ds.get(train_idx[i]));
         stats.add(frontend.features(data::ClipFolder::collate(std::move(clips)).audio));
       }
       frontend.set_normalizer(stats, false);
