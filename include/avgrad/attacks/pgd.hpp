@@ -78,8 +78,7 @@ template <Floating T> class Pgd {
           const auto& xm = m == Modality::audio ? x.audio : x.video;
           const Budget& bud = tm.budget(m);
           const Tensor<T>& g = o_.momentum > 0 ? accumulate_momentum(velocity.at(m), p.grad.at(m)) : p.grad.at(m);
-          ascend_(delta.at(m), g, bud, step_size(bud), &active);
-          project_(delta.at(m), xm, bud, &active);
+          pgd_step_(delta.at(m), g, xm, bud, step_size(bud), &active);
         }
       }
       auto final_probe = probe(model, x, delta, y, objective_, false);

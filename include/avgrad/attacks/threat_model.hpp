@@ -109,7 +109,7 @@ template <Floating T, Device D = Cpu> struct Perturbation {
 namespace geometry {
 
 /// Examples and elements per example of a (B, ...) tensor.
-template <Floating T> std::pair<std::int64_t, std::int64_t> rows(const Tensor<T, Cpu>& t) {
+template <Floating T, Device D> std::pair<std::int64_t, std::int64_t> rows(const Tensor<T, D>& t) {
   const std::int64_t B = t.dim() == 0 ? 1 : t.size(0);
   return {B, B == 0 ? 0 : t.numel() / B};
 }
@@ -247,6 +247,15 @@ template <Floating T> void ascend_(Tensor<T, Cpu>& delta, const Tensor<T, Cpu>& 
           r[i] = static_cast<T>(static_cast<double>(r[i]) + each * static_cast<double>((gr[i] > 0) - (gr[i] < 0)));
     }
   }
+}
+
+/// One PGD update, δ ← Π(δ + step · direction(g)): ascend_ then project_. On the CPU it is
+/// those two passes; the CUDA backend (cuda/avgrad/cuda/pgd.cuh) does it in one kernel for
+/// L∞ and L2 and gives the same values.
+template <Floating T> void pgd_step_(Tensor<T, Cpu>& delta, const Tensor<T, Cpu>& g, const Tensor<T, Cpu>& x,
+                                     const Budget& budget, double step, const std::vector<char>* active = nullptr) {
+  ascend_(delta, g, budget, step, active);
+  project_(delta, x, budget, active);
 }
 
 /// A random start inside the ball: L∞ uniform in [−ε, ε]^n; L2 and L1 a random direction

@@ -201,6 +201,11 @@ template <Element T, Device D> class Tensor {
   Tensor contiguous() const;
   Tensor clone() const;
   template <Element U> Tensor<U, D> to() const;
+  /// A contiguous copy on device E (this tensor itself when E is D). A copy is not
+  /// recorded by autograd: a leaf that requires grad arrives as a new leaf that requires
+  /// grad (how a model's parameters move); moving a non-leaf is refused, since its graph
+  /// could not reach the copy. Build a graph on one device.
+  template <Device E> Tensor<T, E> to() const;
 
   // ---- printing ---------------------------------------------------------------
   friend std::ostream& operator<<(std::ostream& os, const Tensor& x) requires std::same_as<D, Cpu> {
@@ -276,17 +281,42 @@ template <Element T, Device D> std::vector<T> Tensor<T, D>::to_vector() const re
   return out;
 }
 
+namespace backend {
+/// Device hooks of the factories and of Tensor::to<Device>(). The CPU paths are written
+/// inline below; the CUDA backend specialises these in cuda/avgrad/cuda/ (nvcc only), so a
+/// Tensor<T, Cuda> factory used without those headers fails to compile, not to run.
+template <Device D> struct Fill;                    // constant(p, n, v), uniform(...), normal(...)
+template <Device From, Device To> struct Transfer;  // copy(Tensor<T, From>) -> Tensor<T, To>
+}  // namespace backend
+
+template <Element T, Device D> template <Device E> Tensor<T, E> Tensor<T, D>::to() const {
+  if constexpr (std::same_as<E, D>) {
+    return *this;
+  } else {
+    const Impl& t = checked();
+    AVGRAD_CHECK(t.grad_fn == nullptr, "to", "moving a non-leaf that requires grad from ", D::name, " to ", E::name,
+                 " would cut its graph; detach() it first or build the graph on ", E::name);
+    auto out = backend::Transfer<D, E>::copy(*this);
+    if constexpr (Floating<T>)
+      if (t.requires_grad) out.requires_grad_();
+    return out;
+  }
+}
+
 // ---- factories ----------------------------------------------------------------
 
 template <Element T, Device D = Cpu> Tensor<T, D> empty(const Shape& shape) { return Tensor<T, D>::empty(shape); }
 
 template <Element T, Device D = Cpu> Tensor<T, D> full(const Shape& shape, T value) {
-  static_assert(std::same_as<D, Cpu>, "full<Cuda> is provided by the CUDA backend");
   auto t = Tensor<T, D>::empty(shape);
   T* p = t.data();
   const std::int64_t n = t.numel();
+  if constexpr (std::same_as<D, Cpu>) {
 #pragma omp parallel for simd if (n > 65536)
-  for (std::int64_t i = 0; i < n; ++i) p[i] = value;
+    for (std::int64_t i = 0; i < n; ++i) p[i] = value;
+  } else {
+    backend::Fill<D>::constant(p, n, value);
+  }
   return t;
 }
 template <Element T, Device D = Cpu> Tensor<T, D> zeros(const Shape& shape) { return full<T, D>(shape, T(0)); }
@@ -295,31 +325,43 @@ template <Element T, Device D = Cpu> Tensor<T, D> scalar(T value) { return full<
 
 /// [start, stop) with the given step, like numpy.arange.
 template <Element T, Device D = Cpu> Tensor<T, D> arange(double start, double stop, double step = 1.0) {
-  AVGRAD_CHECK(step != 0 && std::isfinite(start) && std::isfinite(stop) && std::isfinite(step), "arange",
-               "invalid range start=", start, " stop=", stop, " step=", step);
-  auto n = static_cast<std::int64_t>(std::ceil((stop - start) / step));
-  auto t = Tensor<T, D>::empty(Shape{std::max<std::int64_t>(n, 0)});
-  for (std::int64_t i = 0; i < t.numel(); ++i) t.data()[i] = static_cast<T>(start + static_cast<double>(i) * step);
-  return t;
+  if constexpr (!std::same_as<D, Cpu>)
+    return arange<T, Cpu>(start, stop, step).template to<D>();  // small: built on the host
+  else {
+    AVGRAD_CHECK(step != 0 && std::isfinite(start) && std::isfinite(stop) && std::isfinite(step), "arange",
+                 "invalid range start=", start, " stop=", stop, " step=", step);
+    auto n = static_cast<std::int64_t>(std::ceil((stop - start) / step));
+    auto t = Tensor<T, D>::empty(Shape{std::max<std::int64_t>(n, 0)});
+    for (std::int64_t i = 0; i < t.numel(); ++i) t.data()[i] = static_cast<T>(start + static_cast<double>(i) * step);
+    return t;
+  }
 }
 template <Element T, Device D = Cpu> Tensor<T, D> arange(double stop) { return arange<T, D>(0.0, stop, 1.0); }
 
 /// `steps` evenly spaced values from start to stop inclusive.
 template <Floating T, Device D = Cpu> Tensor<T, D> linspace(double start, double stop, std::int64_t steps) {
-  AVGRAD_CHECK(steps >= 0, "linspace", "negative number of steps ", steps);
-  auto t = Tensor<T, D>::empty(Shape{steps});
-  const double h = steps > 1 ? (stop - start) / static_cast<double>(steps - 1) : 0.0;
-  for (std::int64_t i = 0; i < steps; ++i)
-    t.data()[i] = static_cast<T>(i == steps - 1 && steps > 1 ? stop : start + h * static_cast<double>(i));
-  return t;
+  if constexpr (!std::same_as<D, Cpu>)
+    return linspace<T, Cpu>(start, stop, steps).template to<D>();  // small: built on the host
+  else {
+    AVGRAD_CHECK(steps >= 0, "linspace", "negative number of steps ", steps);
+    auto t = Tensor<T, D>::empty(Shape{steps});
+    const double h = steps > 1 ? (stop - start) / static_cast<double>(steps - 1) : 0.0;
+    for (std::int64_t i = 0; i < steps; ++i)
+      t.data()[i] = static_cast<T>(i == steps - 1 && steps > 1 ? stop : start + h * static_cast<double>(i));
+    return t;
+  }
 }
 
 /// n x m identity (m defaults to n).
 template <Element T, Device D = Cpu> Tensor<T, D> eye(std::int64_t n, std::int64_t m = -1) {
-  if (m < 0) m = n;
-  auto t = zeros<T, D>(Shape{n, m});
-  for (std::int64_t i = 0; i < std::min(n, m); ++i) t.data()[i * m + i] = T(1);
-  return t;
+  if constexpr (!std::same_as<D, Cpu>)
+    return eye<T, Cpu>(n, m).template to<D>();  // small: built on the host
+  else {
+    if (m < 0) m = n;
+    auto t = zeros<T, D>(Shape{n, m});
+    for (std::int64_t i = 0; i < std::min(n, m); ++i) t.data()[i * m + i] = T(1);
+    return t;
+  }
 }
 
 /// Uniform in [low, high) from the Philox stream of `gen`.
@@ -331,8 +373,12 @@ Tensor<T, D> rand(const Shape& shape, Generator& gen = default_generator(), doub
   const std::uint64_t key = gen.seed();
   T* p = t.data();
   const T lo = static_cast<T>(low), span = static_cast<T>(high - low);
+  if constexpr (std::same_as<D, Cpu>) {
 #pragma omp parallel for if (n > 16384)
-  for (std::int64_t i = 0; i < n; ++i) p[i] = lo + span * philox_uniform<T>(key, off, static_cast<std::uint64_t>(i));
+    for (std::int64_t i = 0; i < n; ++i) p[i] = lo + span * philox_uniform<T>(key, off, static_cast<std::uint64_t>(i));
+  } else {
+    backend::Fill<D>::uniform(p, n, key, off, lo, span);  // the same Philox stream as the CPU
+  }
   return t;
 }
 
@@ -344,35 +390,48 @@ Tensor<T, D> randn(const Shape& shape, Generator& gen = default_generator(), dou
   const std::uint64_t off = gen.advance(static_cast<std::uint64_t>(n));
   const std::uint64_t key = gen.seed();
   T* p = t.data();
+  if constexpr (std::same_as<D, Cpu>) {
 #pragma omp parallel for if (n > 16384)
-  for (std::int64_t i = 0; i < n; ++i)
-    p[i] = static_cast<T>(mean + std * static_cast<double>(philox_normal<T>(key, off, static_cast<std::uint64_t>(i))));
+    for (std::int64_t i = 0; i < n; ++i)
+      p[i] =
+          static_cast<T>(mean + std * static_cast<double>(philox_normal<T>(key, off, static_cast<std::uint64_t>(i))));
+  } else {
+    backend::Fill<D>::normal(p, n, key, off, mean, std);
+  }
   return t;
 }
 
 /// Uniform integers in [low, high).
 template <Element T, Device D = Cpu>
 Tensor<T, D> randint(std::int64_t low, std::int64_t high, const Shape& shape, Generator& gen = default_generator()) {
-  AVGRAD_CHECK(high > low, "randint", "empty range [", low, ", ", high, ")");
-  auto t = Tensor<T, D>::empty(shape);
-  const std::int64_t n = t.numel();
-  const std::uint64_t off = gen.advance(static_cast<std::uint64_t>(n));
-  const auto span = static_cast<std::uint64_t>(high - low);
-  for (std::int64_t i = 0; i < n; ++i) {
-    PhiloxBlock b = philox4x32_10(off + static_cast<std::uint64_t>(i), 3, gen.seed());
-    std::uint64_t x = (static_cast<std::uint64_t>(b.v[0]) << 32) | b.v[1];
-    t.data()[i] = static_cast<T>(low + static_cast<std::int64_t>(x % span));
+  if constexpr (!std::same_as<D, Cpu>)
+    return randint<T, Cpu>(low, high, shape, gen).template to<D>();  // small: built on the host
+  else {
+    AVGRAD_CHECK(high > low, "randint", "empty range [", low, ", ", high, ")");
+    auto t = Tensor<T, D>::empty(shape);
+    const std::int64_t n = t.numel();
+    const std::uint64_t off = gen.advance(static_cast<std::uint64_t>(n));
+    const auto span = static_cast<std::uint64_t>(high - low);
+    for (std::int64_t i = 0; i < n; ++i) {
+      PhiloxBlock b = philox4x32_10(off + static_cast<std::uint64_t>(i), 3, gen.seed());
+      std::uint64_t x = (static_cast<std::uint64_t>(b.v[0]) << 32) | b.v[1];
+      t.data()[i] = static_cast<T>(low + static_cast<std::int64_t>(x % span));
+    }
+    return t;
   }
-  return t;
 }
 
 /// Copies values into a new tensor; values.size() must equal shape.numel().
 template <Element T, Device D = Cpu> Tensor<T, D> from_vector(const std::vector<T>& values, const Shape& shape) {
-  AVGRAD_CHECK(static_cast<std::int64_t>(values.size()) == shape.numel(), "from_vector", values.size(),
-               " values do not fill shape ", shape);
-  auto t = Tensor<T, D>::empty(shape);
-  std::copy(values.begin(), values.end(), t.data());
-  return t;
+  if constexpr (!std::same_as<D, Cpu>)
+    return from_vector<T, Cpu>(values, shape).template to<D>();  // small: built on the host
+  else {
+    AVGRAD_CHECK(static_cast<std::int64_t>(values.size()) == shape.numel(), "from_vector", values.size(),
+                 " values do not fill shape ", shape);
+    auto t = Tensor<T, D>::empty(shape);
+    std::copy(values.begin(), values.end(), t.data());
+    return t;
+  }
 }
 template <Element T, Device D = Cpu> Tensor<T, D> from_vector(const std::vector<T>& values) {
   return from_vector<T, D>(values, Shape{static_cast<std::int64_t>(values.size())});

@@ -27,11 +27,11 @@ Tensor<T, D> binary_op(const char* name, const Tensor<T, D>& a, const Tensor<T, 
     autograd::Grads<T, D> out(2);
     if (need[0])
       out[0] = sum_to(map<T>(
-                          g, av, bv, [da](T gg, T x, T y) { return da(x, y, gg); }, name),
+                          g, av, bv, [da] AVGRAD_HOST_DEVICE(T gg, T x, T y) { return da(x, y, gg); }, name),
                       shape_a);
     if (need[1])
       out[1] = sum_to(map<T>(
-                          g, av, bv, [db](T gg, T x, T y) { return db(x, y, gg); }, name),
+                          g, av, bv, [db] AVGRAD_HOST_DEVICE(T gg, T x, T y) { return db(x, y, gg); }, name),
                       shape_b);
     return out;
   });
@@ -45,7 +45,7 @@ template <Floating T, Device D> Tensor<T, D> add(const Tensor<T, D>& a, const Te
   detail::check_defined(a, "add");
   detail::check_defined(b, "add");
   auto z = detail::map<T>(
-      a, b, [](T x, T y) { return x + y; }, "add");
+      a, b, [] AVGRAD_HOST_DEVICE(T x, T y) { return x + y; }, "add");
   Shape sa = a.shape(), sb = b.shape();
   return autograd::record<T, D>("add", z, {a, b}, [=](const Tensor<T, D>& g, const std::vector<bool>& need) {
     return autograd::Grads<T, D>{need[0] ? detail::sum_to(g, sa) : Tensor<T, D>(),
@@ -56,32 +56,33 @@ template <Floating T, Device D> Tensor<T, D> sub(const Tensor<T, D>& a, const Te
   detail::check_defined(a, "sub");
   detail::check_defined(b, "sub");
   auto z = detail::map<T>(
-      a, b, [](T x, T y) { return x - y; }, "sub");
+      a, b, [] AVGRAD_HOST_DEVICE(T x, T y) { return x - y; }, "sub");
   Shape sa = a.shape(), sb = b.shape();
   return autograd::record<T, D>("sub", z, {a, b}, [=](const Tensor<T, D>& g, const std::vector<bool>& need) {
     return autograd::Grads<T, D>{
         need[0] ? detail::sum_to(g, sa) : Tensor<T, D>(),
-        need[1] ? detail::sum_to(detail::map<T>(g, [](T v) { return -v; }), sb) : Tensor<T, D>()};
+        need[1] ? detail::sum_to(detail::map<T>(g, [] AVGRAD_HOST_DEVICE(T v) { return -v; }), sb) : Tensor<T, D>()};
   });
 }
 template <Floating T, Device D> Tensor<T, D> mul(const Tensor<T, D>& a, const Tensor<T, D>& b) {
   // d(ab) = (g·b, g·a)
   return detail::binary_op(
-      "mul", a, b, [](T x, T y) { return x * y; }, [](T, T y, T g) { return g * y; },
-      [](T x, T, T g) { return g * x; });
+      "mul", a, b, [] AVGRAD_HOST_DEVICE(T x, T y) { return x * y; },
+      [] AVGRAD_HOST_DEVICE(T, T y, T g) { return g * y; }, [] AVGRAD_HOST_DEVICE(T x, T, T g) { return g * x; });
 }
 template <Floating T, Device D> Tensor<T, D> div(const Tensor<T, D>& a, const Tensor<T, D>& b) {
   // d(a/b) = (g/b, −g·a/b²)
   return detail::binary_op(
-      "div", a, b, [](T x, T y) { return x / y; }, [](T, T y, T g) { return g / y; },
-      [](T x, T y, T g) { return -g * x / (y * y); });
+      "div", a, b, [] AVGRAD_HOST_DEVICE(T x, T y) { return x / y; },
+      [] AVGRAD_HOST_DEVICE(T, T y, T g) { return g / y; },
+      [] AVGRAD_HOST_DEVICE(T x, T y, T g) { return -g * x / (y * y); });
 }
 template <Floating T, Device D> Tensor<T, D> pow(const Tensor<T, D>& a, const Tensor<T, D>& b) {
   // d(a^b) = (g·b·a^(b−1), g·a^b·ln a); the ln term is taken as 0 where a^b = 0
   return detail::binary_op(
-      "pow", a, b, [](T x, T y) { return std::pow(x, y); },
-      [](T x, T y, T g) { return y == T(0) ? T(0) : g * y * std::pow(x, y - T(1)); },
-      [](T x, T y, T g) {
+      "pow", a, b, [] AVGRAD_HOST_DEVICE(T x, T y) { return std::pow(x, y); },
+      [] AVGRAD_HOST_DEVICE(T x, T y, T g) { return y == T(0) ? T(0) : g * y * std::pow(x, y - T(1)); },
+      [] AVGRAD_HOST_DEVICE(T x, T y, T g) {
         T z = std::pow(x, y);
         return z == T(0) ? T(0) : g * z * std::log(x);
       });
@@ -89,15 +90,15 @@ template <Floating T, Device D> Tensor<T, D> pow(const Tensor<T, D>& a, const Te
 /// Elementwise max; at ties the gradient is split evenly (as PyTorch).
 template <Floating T, Device D> Tensor<T, D> maximum(const Tensor<T, D>& a, const Tensor<T, D>& b) {
   return detail::binary_op(
-      "maximum", a, b, [](T x, T y) { return x > y || std::isnan(x) ? x : y; },
-      [](T x, T y, T g) { return x > y ? g : (x == y ? g / T(2) : T(0)); },
-      [](T x, T y, T g) { return y > x ? g : (x == y ? g / T(2) : T(0)); });
+      "maximum", a, b, [] AVGRAD_HOST_DEVICE(T x, T y) { return x > y || std::isnan(x) ? x : y; },
+      [] AVGRAD_HOST_DEVICE(T x, T y, T g) { return x > y ? g : (x == y ? g / T(2) : T(0)); },
+      [] AVGRAD_HOST_DEVICE(T x, T y, T g) { return y > x ? g : (x == y ? g / T(2) : T(0)); });
 }
 template <Floating T, Device D> Tensor<T, D> minimum(const Tensor<T, D>& a, const Tensor<T, D>& b) {
   return detail::binary_op(
-      "minimum", a, b, [](T x, T y) { return x < y || std::isnan(x) ? x : y; },
-      [](T x, T y, T g) { return x < y ? g : (x == y ? g / T(2) : T(0)); },
-      [](T x, T y, T g) { return y < x ? g : (x == y ? g / T(2) : T(0)); });
+      "minimum", a, b, [] AVGRAD_HOST_DEVICE(T x, T y) { return x < y || std::isnan(x) ? x : y; },
+      [] AVGRAD_HOST_DEVICE(T x, T y, T g) { return x < y ? g : (x == y ? g / T(2) : T(0)); },
+      [] AVGRAD_HOST_DEVICE(T x, T y, T g) { return y < x ? g : (x == y ? g / T(2) : T(0)); });
 }
 
 /// out = mask ? a : b with broadcasting over all three; gradient flows to the chosen side.
@@ -107,18 +108,18 @@ Tensor<T, D> where(const Tensor<bool, D>& mask, const Tensor<T, D>& a, const Ten
   detail::check_defined(a, "where");
   detail::check_defined(b, "where");
   auto z = detail::map<T>(
-      mask, a, b, [](bool m, T x, T y) { return m ? x : y; }, "where");
+      mask, a, b, [] AVGRAD_HOST_DEVICE(bool m, T x, T y) { return m ? x : y; }, "where");
   Shape sa = a.shape(), sb = b.shape();
   Tensor<bool, D> m = mask;
   return autograd::record<T, D>("where", z, {a, b}, [=](const Tensor<T, D>& g, const std::vector<bool>& need) {
     autograd::Grads<T, D> out(2);
     if (need[0])
       out[0] = detail::sum_to(detail::map<T>(
-                                  m, g, [](bool k, T v) { return k ? v : T(0); }, "where"),
+                                  m, g, [] AVGRAD_HOST_DEVICE(bool k, T v) { return k ? v : T(0); }, "where"),
                               sa);
     if (need[1])
       out[1] = detail::sum_to(detail::map<T>(
-                                  m, g, [](bool k, T v) { return k ? T(0) : v; }, "where"),
+                                  m, g, [] AVGRAD_HOST_DEVICE(bool k, T v) { return k ? T(0) : v; }, "where"),
                               sb);
     return out;
   });
@@ -163,10 +164,10 @@ template <Floating T, Device D> Tensor<T, D> operator/(double s, const Tensor<T,
 #define AVGRAD_COMPARISON(NAME, OP)                                                                   \
   template <Element T, Device D> Tensor<bool, D> NAME(const Tensor<T, D>& a, const Tensor<T, D>& b) { \
     return detail::map<bool>(                                                                         \
-        a, b, [](T x, T y) { return x OP y; }, #NAME);                                                \
+        a, b, [] AVGRAD_HOST_DEVICE(T x, T y) { return x OP y; }, #NAME);                             \
   }                                                                                                   \
   template <Element T, Device D> Tensor<bool, D> NAME(const Tensor<T, D>& a, double s) {              \
-    return detail::map<bool>(a, [s](T x) { return static_cast<double>(x) OP s; });                    \
+    return detail::map<bool>(a, [s] AVGRAD_HOST_DEVICE(T x) { return static_cast<double>(x) OP s; }); \
   }
 AVGRAD_COMPARISON(eq, ==)
 AVGRAD_COMPARISON(ne, !=)
@@ -177,18 +178,18 @@ AVGRAD_COMPARISON(ge, >=)
 #undef AVGRAD_COMPARISON
 
 template <Device D> Tensor<bool, D> logical_not(const Tensor<bool, D>& a) {
-  return detail::map<bool>(a, [](bool x) { return !x; });
+  return detail::map<bool>(a, [] AVGRAD_HOST_DEVICE(bool x) { return !x; });
 }
 template <Device D> Tensor<bool, D> logical_and(const Tensor<bool, D>& a, const Tensor<bool, D>& b) {
   return detail::map<bool>(
-      a, b, [](bool x, bool y) { return x && y; }, "logical_and");
+      a, b, [] AVGRAD_HOST_DEVICE(bool x, bool y) { return x && y; }, "logical_and");
 }
 template <Device D> Tensor<bool, D> logical_or(const Tensor<bool, D>& a, const Tensor<bool, D>& b) {
   return detail::map<bool>(
-      a, b, [](bool x, bool y) { return x || y; }, "logical_or");
+      a, b, [] AVGRAD_HOST_DEVICE(bool x, bool y) { return x || y; }, "logical_or");
 }
 template <Floating T, Device D> Tensor<bool, D> isfinite(const Tensor<T, D>& a) {
-  return detail::map<bool>(a, [](T x) { return std::isfinite(x); });
+  return detail::map<bool>(a, [] AVGRAD_HOST_DEVICE(T x) { return std::isfinite(x); });
 }
 
 // ---- in-place updates (outside the tape: optimizer steps, attack updates) ------
@@ -208,46 +209,47 @@ Tensor<T, D>& apply_(Tensor<T, D>& x, const Tensor<T, D>& y, F f, const char* op
   detail::check_defined(y, op);
   AVGRAD_CHECK(broadcast_shapes(x.shape(), y.shape(), op) == x.shape(), op, "cannot broadcast ", y.shape(), " into ",
                x.shape());
-  cpu::map2(x.data(), x.strides(), x.data(), x.strides(), y.data(),
-            broadcast_strides(y.shape(), y.strides(), x.shape()), x.shape(), f);
+  backend::Loops<D>::map2(x.data(), x.strides(), x.data(), x.strides(), y.data(),
+                          broadcast_strides(y.shape(), y.strides(), x.shape()), x.shape(), f);
   x.storage()->bump_version();
   return x;
 }
 /// x ← f(x) elementwise. Returns x.
 template <Element T, Device D, class F> Tensor<T, D>& apply_(Tensor<T, D>& x, F f, const char* op = "apply_") {
   detail::check_inplace(x, op);
-  cpu::map1(x.data(), x.strides(), x.data(), x.strides(), x.shape(), f);
+  backend::Loops<D>::map1(x.data(), x.strides(), x.data(), x.strides(), x.shape(), f);
   x.storage()->bump_version();
   return x;
 }
 template <Element T, Device D> Tensor<T, D>& copy_(Tensor<T, D>& x, const Tensor<T, D>& src) {
   return apply_(
-      x, src, [](T, T s) { return s; }, "copy_");
+      x, src, [] AVGRAD_HOST_DEVICE(T, T s) { return s; }, "copy_");
 }
 template <Element T, Device D> Tensor<T, D>& fill_(Tensor<T, D>& x, T v) {
   return apply_(
-      x, [v](T) { return v; }, "fill_");
+      x, [v] AVGRAD_HOST_DEVICE(T) { return v; }, "fill_");
 }
 template <Element T, Device D> Tensor<T, D>& zero_(Tensor<T, D>& x) { return fill_(x, T(0)); }
 /// x ← x + alpha·y
 template <Element T, Device D> Tensor<T, D>& add_(Tensor<T, D>& x, const Tensor<T, D>& y, double alpha = 1.0) {
   const T a = static_cast<T>(alpha);
   return apply_(
-      x, y, [a](T u, T v) { return u + a * v; }, "add_");
+      x, y, [a] AVGRAD_HOST_DEVICE(T u, T v) { return u + a * v; }, "add_");
 }
 template <Element T, Device D> Tensor<T, D>& mul_(Tensor<T, D>& x, double s) {
   const T k = static_cast<T>(s);
   return apply_(
-      x, [k](T u) { return u * k; }, "mul_");
+      x, [k] AVGRAD_HOST_DEVICE(T u) { return u * k; }, "mul_");
 }
 template <Element T, Device D> Tensor<T, D>& mul_(Tensor<T, D>& x, const Tensor<T, D>& y) {
   return apply_(
-      x, y, [](T u, T v) { return u * v; }, "mul_");
+      x, y, [] AVGRAD_HOST_DEVICE(T u, T v) { return u * v; }, "mul_");
 }
 template <Floating T, Device D> Tensor<T, D>& clamp_(Tensor<T, D>& x, double lo, double hi) {
   AVGRAD_CHECK(!(lo > hi), "clamp_", "lower bound ", lo, " exceeds upper bound ", hi);
+  const fn::Clamp f{lo, hi};
   return apply_(
-      x, [f = fn::Clamp{lo, hi}](T u) { return f(u); }, "clamp_");
+      x, [f] AVGRAD_HOST_DEVICE(T u) { return f(u); }, "clamp_");
 }
 
 }  // namespace avgrad

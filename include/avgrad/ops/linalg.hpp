@@ -1,8 +1,9 @@
 // Matrix products: matmul (NumPy/PyTorch semantics: vectors, matrices, batched
 // N-D with broadcasting over the batch dims), bmm, and linear (x·wᵀ + b, as
-// torch.nn.functional.linear). All run on cpu::gemm; a transposed view (strides
-// (1, ld)) is handed to GEMM as op(A) = Aᵀ instead of being copied, and a batch
-// that lines up in memory is folded into one large product.
+// torch.nn.functional.linear). All run on backend::Blas<D>::gemm (cpu::gemm on the
+// host, cuBLAS in cuda/avgrad/cuda/blas.cuh); a transposed view (strides (1, ld)) is
+// handed to GEMM as op(A) = Aᵀ instead of being copied, and a batch that lines up in
+// memory is folded into one large product.
 #pragma once
 
 #include <algorithm>
@@ -15,6 +16,28 @@
 #include "avgrad/ops/reduce.hpp"
 
 namespace avgrad {
+
+namespace backend {
+
+/// Row-major GEMM of one device: C (m, n) = alpha·op(A)·op(B) + beta·C, op(X) = Xᵀ when
+/// trans_x; `gemm_batched` runs `count` such products given arrays of pointers.
+template <Device D> struct Blas;
+
+template <> struct Blas<Cpu> {
+  template <class T>
+  static void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a,
+                   std::int64_t lda, const T* b, std::int64_t ldb, T beta, T* c, std::int64_t ldc) {
+    cpu::gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  }
+  template <class T>
+  static void gemm_batched(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, T alpha,
+                           const T* const* a, std::int64_t lda, const T* const* b, std::int64_t ldb, T beta,
+                           T* const* c, std::int64_t ldc, std::int64_t count) {
+    cpu::gemm_batched(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, count);
+  }
+};
+
+}  // namespace backend
 
 namespace detail {
 
@@ -56,14 +79,14 @@ inline std::optional<std::int64_t> merged_stride(const std::vector<std::pair<std
 }
 
 /// A 2-D operand ready for GEMM: pointer, layout, and the tensor keeping it alive.
-template <Floating T> struct GemmOperand {
-  Tensor<T, Cpu> keep;
+template <Floating T, Device D> struct GemmOperand {
+  Tensor<T, D> keep;
   GemmLayout layout;
   const T* ptr() const { return keep.data(); }
 };
 
 /// x (r, c) as a GEMM operand; copies only when the strides fit no GEMM layout.
-template <Floating T> GemmOperand<T> gemm_operand(const Tensor<T, Cpu>& x) {
+template <Floating T, Device D> GemmOperand<T, D> gemm_operand(const Tensor<T, D>& x) {
   GemmLayout l = gemm_layout(x.size(0), x.size(1), x.stride(0), x.stride(1));
   if (l.ok) return {x, l};
   auto c = copy_contiguous(x);
@@ -72,15 +95,15 @@ template <Floating T> GemmOperand<T> gemm_operand(const Tensor<T, Cpu>& x) {
 
 /// x (…, c) viewed as a matrix (prod(…), c) without copying when the leading
 /// dims merge (any strides for c); a contiguous copy otherwise. No recording.
-template <Floating T> Tensor<T, Cpu> as_rows(const Tensor<T, Cpu>& x) {
+template <Floating T, Device D> Tensor<T, D> as_rows(const Tensor<T, D>& x) {
   const std::int64_t c = x.shape().back();
   const std::int64_t r = c == 0 ? 0 : x.numel() / c;
   std::vector<std::pair<std::int64_t, std::int64_t>> lead;
   for (int d = 0; d + 1 < x.dim(); ++d) lead.emplace_back(x.shape()[d], x.strides()[d]);
   if (auto s = merged_stride(lead))
-    return Tensor<T, Cpu>::from_storage(x.storage(), Shape{r, c}, Strides{*s, x.strides()[x.dim() - 1]}, x.offset());
+    return Tensor<T, D>::from_storage(x.storage(), Shape{r, c}, Strides{*s, x.strides()[x.dim() - 1]}, x.offset());
   auto cc = copy_contiguous(x);
-  return Tensor<T, Cpu>::from_storage(cc.storage(), Shape{r, c}, Strides{c, 1}, 0);
+  return Tensor<T, D>::from_storage(cc.storage(), Shape{r, c}, Strides{c, 1}, 0);
 }
 
 /// C (out_batch…, m, n) = Σ A[i]·B[i] for a (Ba…, m, k), b (Bb…, k, n): i runs
@@ -88,8 +111,8 @@ template <Floating T> Tensor<T, Cpu> as_rows(const Tensor<T, Cpu>& x) {
 /// added into the output entry that i maps to (out_batch dims are equal to the
 /// broadcast dims or 1/absent, which sums them: the backward of broadcasting).
 /// No recording; fresh contiguous output.
-template <Floating T>
-Tensor<T, Cpu> matmul_kernel(Tensor<T, Cpu> a, Tensor<T, Cpu> b, const Shape& out_batch, const char* op) {
+template <Floating T, Device D>
+Tensor<T, D> matmul_kernel(Tensor<T, D> a, Tensor<T, D> b, const Shape& out_batch, const char* op) {
   const int ra = a.dim(), rb = b.dim();
   const std::int64_t m = a.shape()[ra - 2], k = a.shape()[ra - 1], n = b.shape()[rb - 1];
   GemmLayout la = gemm_layout(m, k, a.strides()[ra - 2], a.strides()[ra - 1]);
@@ -117,11 +140,11 @@ Tensor<T, Cpu> matmul_kernel(Tensor<T, Cpu> a, Tensor<T, Cpu> b, const Shape& ou
   Shape out_shape = out_batch;
   out_shape.push_back(m);
   out_shape.push_back(n);
-  auto c = Tensor<T, Cpu>::empty(out_shape);
+  auto c = Tensor<T, D>::empty(out_shape);
   if (c.numel() == 0) return c;
   T* cp = c.data();
   const std::int64_t nfull = full.numel(), nout = out_batch.numel();
-  if (nfull == 0) return zeros<T, Cpu>(out_shape);  // a sum over an empty batch
+  if (nfull == 0) return zeros<T, D>(out_shape);  // a sum over an empty batch
   Strides oc;
   for (int d = 0; d < out_batch.rank(); ++d) oc.push_back(contiguous_strides(out_shape)[d]);
   const Strides fc = broadcast_strides(out_batch, oc, full);
@@ -142,7 +165,7 @@ Tensor<T, Cpu> matmul_kernel(Tensor<T, Cpu> a, Tensor<T, Cpu> b, const Shape& ou
     if (auto s0 = merged_stride(dims_of(fa, m, a.strides()[ra - 2]))) {
       GemmLayout l = gemm_layout(nfull * m, k, *s0, a.strides()[ra - 1]);
       if (l.ok) {
-        cpu::gemm(l.trans, lb.trans, nfull * m, n, k, T(1), ap, l.ld, bp, lb.ld, T(0), cp, n);
+        backend::Blas<D>::gemm(l.trans, lb.trans, nfull * m, n, k, T(1), ap, l.ld, bp, lb.ld, T(0), cp, n);
         return c;
       }
     }
@@ -155,7 +178,7 @@ Tensor<T, Cpu> matmul_kernel(Tensor<T, Cpu> a, Tensor<T, Cpu> b, const Shape& ou
       GemmLayout l1 = gemm_layout(m, nfull * k, a.strides()[ra - 2], *sa1);
       GemmLayout l2 = gemm_layout(nfull * k, n, *sb0, b.strides()[rb - 1]);
       if (l1.ok && l2.ok) {
-        cpu::gemm(l1.trans, l2.trans, m, n, nfull * k, T(1), ap, l1.ld, bp, l2.ld, T(0), cp, n);
+        backend::Blas<D>::gemm(l1.trans, l2.trans, m, n, nfull * k, T(1), ap, l1.ld, bp, l2.ld, T(0), cp, n);
         return c;
       }
     }
@@ -180,7 +203,8 @@ Tensor<T, Cpu> matmul_kernel(Tensor<T, Cpu> a, Tensor<T, Cpu> b, const Shape& ou
   if (nout == nfull) {  // every product has its own output
     std::vector<T*> pc(pa.size());
     for (std::size_t i = 0; i < pc.size(); ++i) pc[i] = cp + oc_off[i];
-    cpu::gemm_batched(la.trans, lb.trans, m, n, k, T(1), pa.data(), la.ld, pb.data(), lb.ld, T(0), pc.data(), n, nfull);
+    backend::Blas<D>::gemm_batched(la.trans, lb.trans, m, n, k, T(1), pa.data(), la.ld, pb.data(), lb.ld, T(0), pc.data(),
+                                   n, nfull);
     return c;
   }
   // Reduction: products sharing an output accumulate into it in batch order
@@ -191,13 +215,15 @@ Tensor<T, Cpu> matmul_kernel(Tensor<T, Cpu> a, Tensor<T, Cpu> b, const Shape& ou
     return oc_off[static_cast<std::size_t>(x)] < oc_off[static_cast<std::size_t>(y)];
   });
   const std::int64_t per_out = nfull / nout;  // every output gets the same number of products
-  const bool par = nout > 1 && m * n * k < cpu::kSmallGemmWork && !omp_in_parallel() && omp_get_max_threads() > 1 &&
+  // (a device queues its products in order on one stream instead)
+  const bool par = std::same_as<D, Cpu> && nout > 1 && m * n * k < cpu::kSmallGemmWork && !omp_in_parallel() && omp_get_max_threads() > 1 &&
                    nfull * m * n * std::max<std::int64_t>(k, 1) >= cpu::kParallelGrain;
 #pragma omp parallel for schedule(static) if (par)
   for (std::int64_t o = 0; o < nout; ++o) {
     for (std::int64_t j = 0; j < per_out; ++j) {
       const auto i = static_cast<std::size_t>(order[static_cast<std::size_t>(o * per_out + j)]);
-      cpu::gemm(la.trans, lb.trans, m, n, k, T(1), pa[i], la.ld, pb[i], lb.ld, j == 0 ? T(0) : T(1), cp + oc_off[i], n);
+      backend::Blas<D>::gemm(la.trans, lb.trans, m, n, k, T(1), pa[i], la.ld, pb[i], lb.ld, j == 0 ? T(0) : T(1),
+                             cp + oc_off[i], n);
     }
   }
   return c;
@@ -298,14 +324,10 @@ Tensor<T, D> linear(const Tensor<T, D>& x, const Tensor<T, D>& w, const Tensor<T
   ys[ys.rank() - 1] = out_f;
   auto y = Tensor<T, D>::empty(ys);  // (…, OUT) = (M, OUT) row-major
   T* yp = y.data();
-  if (has_bias) {
-    const T* bp = bias.data();
-    const std::int64_t bs = bias.stride(0);
-#pragma omp parallel for schedule(static) if (rows * out_f >= cpu::kParallelGrain && !omp_in_parallel())
-    for (std::int64_t r = 0; r < rows; ++r)
-      for (std::int64_t j = 0; j < out_f; ++j) yp[r * out_f + j] = bp[j * bs];
-  }
-  cpu::gemm(xo.layout.trans, !wo.layout.trans, rows, out_f, in, T(1), xo.ptr(), xo.layout.ld, wo.ptr(), wo.layout.ld,
+  if (has_bias)  // the bias broadcast over the rows is GEMM's initial C
+    backend::Loops<D>::map1(yp, Strides{out_f, 1}, bias.data(), Strides{0, bias.stride(0)}, Shape{rows, out_f},
+                            detail::Identity{});
+  backend::Blas<D>::gemm(xo.layout.trans, !wo.layout.trans, rows, out_f, in, T(1), xo.ptr(), xo.layout.ld, wo.ptr(), wo.layout.ld,
             has_bias ? T(1) : T(0), yp, out_f);
   if (!autograd::any_requires_grad<T, D>({&x, &w, &bias})) return y;
   autograd::Saved<T, D> sx(w.requires_grad() ? x : Tensor<T, D>()), sw(x.requires_grad() ? w : Tensor<T, D>());
@@ -319,14 +341,14 @@ Tensor<T, D> linear(const Tensor<T, D>& x, const Tensor<T, D>& w, const Tensor<T
     if (need[0]) {  // dx (M, IN) = g (M, OUT) · w (OUT, IN)
       auto wv = detail::gemm_operand(sw.get("linear"));
       auto dx = Tensor<T, D>::empty(shape_x);
-      cpu::gemm(go.layout.trans, wv.layout.trans, rows, in, out_f, T(1), go.ptr(), go.layout.ld, wv.ptr(), wv.layout.ld,
+      backend::Blas<D>::gemm(go.layout.trans, wv.layout.trans, rows, in, out_f, T(1), go.ptr(), go.layout.ld, wv.ptr(), wv.layout.ld,
                 T(0), dx.data(), in);
       out[0] = dx;
     }
     if (need[1]) {  // dw (OUT, IN) = gᵀ (OUT, M) · x (M, IN)
       auto xv = detail::gemm_operand(detail::as_rows(sx.get("linear")));
       auto dw = Tensor<T, D>::empty(Shape{out_f, in});
-      cpu::gemm(!go.layout.trans, xv.layout.trans, out_f, in, rows, T(1), go.ptr(), go.layout.ld, xv.ptr(),
+      backend::Blas<D>::gemm(!go.layout.trans, xv.layout.trans, out_f, in, rows, T(1), go.ptr(), go.layout.ld, xv.ptr(),
                 xv.layout.ld, T(0), dw.data(), in);
       out[1] = dw;
     }

@@ -10,6 +10,7 @@
 
 #include <array>
 #include <cmath>
+#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -170,7 +171,7 @@ template <Floating T, Device D> std::vector<T> class_weights(const Tensor<T, D>&
   if (!w.defined()) return {};
   AVGRAD_CHECK(w.dim() == 1 && w.numel() == K, op, "weight must have shape (K) = (", K, "), got ", w.shape());
   check_constant_weight(w, "weight", op);
-  return w.to_vector();
+  return w.template to<Cpu>().to_vector();
 }
 
 /// Per-position log Σ_k e^{x_k} over the class axis, kept as its two parts (see
@@ -372,6 +373,76 @@ std::pair<Tensor<T, Cpu>, Tensor<T, Cpu>> ce_soft_backward(const Tensor<T, Cpu>&
 }  // namespace detail
 
 /// Cross-entropy between class logits and class-index targets, as
+namespace detail {
+
+// ---- cross-entropy composed from ops (any device) ----------------------------------
+//
+// The same losses as the fused CPU kernels above, written as log_softmax, a product with
+// a (smoothed, weighted) target matrix M and a sum over the class axis:
+//   ℓ_p = −Σ_k M_pk·z_pk,  M_pk = (1 − ε)·w_y·δ_{k,y_p} + (ε/K)·w_k  (0 for ignored p),
+// so autograd through ops that every device has gives the gradient. A device without its
+// own cross-entropy kernel runs this; tests compare it with the CPU kernels on the CPU.
+
+/// The weights as a tensor broadcasting along the class axis of logits of rank r.
+template <Floating T, Device D> Tensor<T, D> class_axis_tensor(const std::vector<T>& w, const ClassLayout& cl, int r) {
+  Shape s;
+  for (int d = 0; d < r; ++d) s.push_back(d == cl.axis ? cl.K : 1);
+  return from_vector<T>(w, s).template to<D>();
+}
+
+template <Floating T, Device D> Tensor<T, D> ce_reduce_by_ops(const Tensor<T, D>& per, Reduction red, double denom) {
+  if (red == Reduction::none) return per;
+  auto total = sum(per);
+  return red == Reduction::mean ? div(total, full<T, D>(Shape{}, static_cast<T>(denom))) : total;
+}
+
+template <Floating T, Device D>
+Tensor<T, D> ce_index_by_ops(const Tensor<T, D>& logits, const Tensor<std::int64_t, D>& target, const ClassLayout& cl,
+                             const CrossEntropyOptions<T, D>& opt) {
+  const auto w = class_weights(opt.weight, cl.K, "cross_entropy");
+  const auto y = target.template to<Cpu>().contiguous();  // targets are checked on the host
+  const double denom = ce_check_targets(y.data(), cl.positions, logits.shape(), cl.K, opt.ignore_index, w);
+  // M in the logits' layout: position p, class k at (p's leading index, k, p's trailing index)
+  const std::int64_t K = cl.K, P = cl.positions.numel();
+  const std::int64_t outer = cl.axis == 0 ? 1 : logits.size(0), inner = P / std::max<std::int64_t>(outer, 1);
+  const double eps = opt.label_smoothing;
+  // the mean's 1/denom goes into M, so an ignored position's gradient is exactly 0 even when
+  // every position is ignored (denom 0: the loss is NaN, as PyTorch's, and the gradient 0)
+  const bool mean = opt.reduction == Reduction::mean;
+  const double scale = mean && denom > 0 ? 1.0 / denom : 1.0;
+  std::vector<T> m(static_cast<std::size_t>(P * K), T(0));
+  for (std::int64_t o = 0; o < outer; ++o)
+    for (std::int64_t i = 0; i < inner; ++i) {
+      const std::int64_t c = y.data()[o * inner + i];
+      if (c == opt.ignore_index) continue;
+      for (std::int64_t k = 0; k < K; ++k) {
+        const double wk = w.empty() ? 1.0 : static_cast<double>(w[static_cast<std::size_t>(k)]);
+        double v = eps / static_cast<double>(K) * wk;
+        if (k == c) v += (1.0 - eps) * wk;
+        m[static_cast<std::size_t>((o * K + k) * inner + i)] = static_cast<T>(v * scale);
+      }
+    }
+  auto M = from_vector<T>(m, logits.shape()).template to<D>();
+  auto per = neg(sum(mul(M, log_softmax(logits, cl.axis)), {cl.axis}));
+  if (opt.reduction == Reduction::none) return per;
+  auto total = sum(per);
+  if (mean && !(denom > 0)) total = add(total, full<T, D>(Shape{}, std::numeric_limits<T>::quiet_NaN()));
+  return total;
+}
+
+template <Floating T, Device D> Tensor<T, D> ce_soft_by_ops(const Tensor<T, D>& logits, const Tensor<T, D>& target,
+                                                            const ClassLayout& cl,
+                                                            const CrossEntropyOptions<T, D>& opt) {
+  const auto w = class_weights(opt.weight, cl.K, "cross_entropy");
+  const double eps = opt.label_smoothing;
+  Tensor<T, D> t = eps > 0 ? add(mul(target, 1.0 - eps), eps / static_cast<double>(cl.K)) : target;
+  if (!w.empty()) t = mul(t, class_axis_tensor<T, D>(w, cl, logits.dim()));
+  auto per = neg(sum(mul(t, log_softmax(logits, cl.axis)), {cl.axis}));
+  return ce_reduce_by_ops(per, opt.reduction, static_cast<double>(cl.positions.numel()));
+}
+
+}  // namespace detail
+
 /// torch.nn.functional.cross_entropy: logits (B,K), (B,K,d1,…,dn) or (K);
 /// target int64 of the logits' shape without K: (B), (B,d1,…,dn) or ().
 /// Returns that positions' shape (Reduction::none; ignored positions are 0) or a
@@ -392,23 +463,27 @@ template <Floating T, Device D> Tensor<T, D> cross_entropy(const Tensor<T, D>& l
                " (the logits' shape without the class axis ", cl.axis, ")");
   AVGRAD_CHECK(opt.label_smoothing >= 0.0 && opt.label_smoothing <= 1.0, op, "label_smoothing must be in [0, 1], got ",
                opt.label_smoothing);
-  const auto w = detail::class_weights(opt.weight, cl.K, op);
-  const Tensor<std::int64_t, D> y = target.contiguous();
-  const double denom = detail::ce_check_targets(y.data(), cl.positions, logits.shape(), cl.K, opt.ignore_index, w);
-  detail::PositionLse<T> lse;
-  const double eps = opt.label_smoothing;
-  const std::int64_t ignore = opt.ignore_index;
-  const Reduction red = opt.reduction;
-  auto per = detail::ce_index_forward(logits, cl, y.data(), ignore, w, eps, lse);
-  auto out = detail::reduce_loss(per, red, denom);
-  if (!autograd::any_requires_grad<T, D>({&logits})) return out;
-  autograd::Saved<T, D> sx(logits);
-  autograd::Saved<std::int64_t, D> sy(y);
-  return autograd::record<T, D>(op, out, {logits}, [=](const Tensor<T, D>& g, const std::vector<bool>&) {
-    auto gpos = detail::loss_grad_per_element(g, red, denom, cl.positions);
-    return autograd::Grads<T, D>{
-        detail::ce_index_backward(sx.get(op), cl, sy.get(op).data(), ignore, w, eps, lse, gpos)};
-  });
+  if constexpr (!std::same_as<D, Cpu>) {  // devices without a fused kernel
+    return detail::ce_index_by_ops(logits, target, cl, opt);
+  } else {
+    const auto w = detail::class_weights(opt.weight, cl.K, op);
+    const Tensor<std::int64_t, D> y = target.contiguous();
+    const double denom = detail::ce_check_targets(y.data(), cl.positions, logits.shape(), cl.K, opt.ignore_index, w);
+    detail::PositionLse<T> lse;
+    const double eps = opt.label_smoothing;
+    const std::int64_t ignore = opt.ignore_index;
+    const Reduction red = opt.reduction;
+    auto per = detail::ce_index_forward(logits, cl, y.data(), ignore, w, eps, lse);
+    auto out = detail::reduce_loss(per, red, denom);
+    if (!autograd::any_requires_grad<T, D>({&logits})) return out;
+    autograd::Saved<T, D> sx(logits);
+    autograd::Saved<std::int64_t, D> sy(y);
+    return autograd::record<T, D>(op, out, {logits}, [=](const Tensor<T, D>& g, const std::vector<bool>&) {
+      auto gpos = detail::loss_grad_per_element(g, red, denom, cl.positions);
+      return autograd::Grads<T, D>{
+          detail::ce_index_backward(sx.get(op), cl, sy.get(op).data(), ignore, w, eps, lse, gpos)};
+    });
+  }
 }
 
 /// Cross-entropy with soft targets (class probabilities), as PyTorch's
@@ -428,20 +503,24 @@ template <Floating T, Device D> Tensor<T, D> cross_entropy(const Tensor<T, D>& l
                ") is not supported with soft (probability) targets");
   AVGRAD_CHECK(opt.label_smoothing >= 0.0 && opt.label_smoothing <= 1.0, op, "label_smoothing must be in [0, 1], got ",
                opt.label_smoothing);
-  const auto w = detail::class_weights(opt.weight, cl.K, op);
-  detail::PositionLse<T> lse;
-  const double eps = opt.label_smoothing;
-  const Reduction red = opt.reduction;
-  const double denom = static_cast<double>(cl.positions.numel());
-  auto per = detail::ce_soft_forward(logits, target, cl, w, eps, lse);
-  auto out = detail::reduce_loss(per, red, denom);
-  if (!autograd::any_requires_grad<T, D>({&logits, &target})) return out;
-  autograd::Saved<T, D> sx(logits), st(target);
-  return autograd::record<T, D>(op, out, {logits, target}, [=](const Tensor<T, D>& g, const std::vector<bool>& need) {
-    auto gpos = detail::loss_grad_per_element(g, red, denom, cl.positions);
-    auto [dx, dt] = detail::ce_soft_backward(sx.get(op), st.get(op), cl, w, eps, lse, gpos, need[0], need[1]);
-    return autograd::Grads<T, D>{dx, dt};
-  });
+  if constexpr (!std::same_as<D, Cpu>) {  // devices without a fused kernel
+    return detail::ce_soft_by_ops(logits, target, cl, opt);
+  } else {
+    const auto w = detail::class_weights(opt.weight, cl.K, op);
+    detail::PositionLse<T> lse;
+    const double eps = opt.label_smoothing;
+    const Reduction red = opt.reduction;
+    const double denom = static_cast<double>(cl.positions.numel());
+    auto per = detail::ce_soft_forward(logits, target, cl, w, eps, lse);
+    auto out = detail::reduce_loss(per, red, denom);
+    if (!autograd::any_requires_grad<T, D>({&logits, &target})) return out;
+    autograd::Saved<T, D> sx(logits), st(target);
+    return autograd::record<T, D>(op, out, {logits, target}, [=](const Tensor<T, D>& g, const std::vector<bool>& need) {
+      auto gpos = detail::loss_grad_per_element(g, red, denom, cl.positions);
+      auto [dx, dt] = detail::ce_soft_backward(sx.get(op), st.get(op), cl, w, eps, lse, gpos, need[0], need[1]);
+      return autograd::Grads<T, D>{dx, dt};
+    });
+  }
 }
 
 /// Any other target dtype is a compile-time error with a readable message.

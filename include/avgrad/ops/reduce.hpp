@@ -22,11 +22,12 @@ Tensor<T, D> expand_reduced(const Tensor<T, D>& g, const Shape& in, const std::v
   return g.reshape(kept).expand(in);
 }
 
-template <Element T> Tensor<T, Cpu> sum_kernel(const Tensor<T, Cpu>& x, const std::vector<int>& axes, bool keepdim) {
+template <Element T, Device D>
+Tensor<T, D> sum_kernel(const Tensor<T, D>& x, const std::vector<int>& axes, bool keepdim) {
   using A = acc_t<T>;
   return reduce<T, A>(
-      x, axes, keepdim, A(0), [](T v) { return static_cast<A>(v); }, [](A a, A b) { return a + b; },
-      [](A a) { return static_cast<T>(a); });
+      x, axes, keepdim, A(0), [] AVGRAD_HOST_DEVICE(T v) { return static_cast<A>(v); },
+      [] AVGRAD_HOST_DEVICE(A a, A b) { return a + b; }, [] AVGRAD_HOST_DEVICE(A a) { return static_cast<T>(a); });
 }
 
 }  // namespace detail
@@ -53,8 +54,9 @@ template <Floating T, Device D> Tensor<T, D> mean(const Tensor<T, D>& x, const A
   using A = acc_t<T>;
   const A inv = A(1) / static_cast<A>(n);
   auto y = detail::reduce<T, A>(
-      x, ax, keepdim, A(0), [](T v) { return static_cast<A>(v); }, [](A a, A b) { return a + b; },
-      [inv](A a) { return static_cast<T>(a * inv); });
+      x, ax, keepdim, A(0), [] AVGRAD_HOST_DEVICE(T v) { return static_cast<A>(v); },
+      [] AVGRAD_HOST_DEVICE(A a, A b) { return a + b; },
+      [inv] AVGRAD_HOST_DEVICE(A a) { return static_cast<T>(a * inv); });
   Shape in = x.shape();
   // d(mean) = g / n broadcast
   return autograd::record<T, D>("mean", y, {x}, [=](const Tensor<T, D>& g, const std::vector<bool>&) {
@@ -71,8 +73,9 @@ Tensor<T, D> extreme(const char* name, const Tensor<T, D>& x, const Axes& axes, 
   const T init = Max ? -std::numeric_limits<T>::infinity() : std::numeric_limits<T>::infinity();
   // NaN wins, as in PyTorch: a NaN input must not vanish into a max.
   auto y = reduce<T, T>(
-      x, ax, keepdim, init, [](T v) { return v; },
-      [](T a, T b) { return (std::isnan(a) || (Max ? a > b : a < b)) ? a : b; }, [](T a) { return a; });
+      x, ax, keepdim, init, [] AVGRAD_HOST_DEVICE(T v) { return v; },
+      [] AVGRAD_HOST_DEVICE(T a, T b) { return (std::isnan(a) || (Max ? a > b : a < b)) ? a : b; },
+      [] AVGRAD_HOST_DEVICE(T a) { return a; });
   if (!autograd::any_requires_grad<T, D>({&x})) return y;
   autograd::Saved<T, D> sx(x), sy(y);
   Shape in = x.shape();
@@ -81,11 +84,11 @@ Tensor<T, D> extreme(const char* name, const Tensor<T, D>& x, const Axes& axes, 
     const auto& xv = sx.get(name);
     auto yb = expand_reduced(sy.get(name), in, ax);
     auto hit = map<T>(
-        xv, yb, [](T a, T b) { return a == b ? T(1) : T(0); }, name);
+        xv, yb, [] AVGRAD_HOST_DEVICE(T a, T b) { return a == b ? T(1) : T(0); }, name);
     auto count = expand_reduced(sum_kernel(hit, ax, true), in, ax);
     auto gb = expand_reduced(g, in, ax);
     return autograd::Grads<T, D>{map<T>(
-        hit, count, gb, [](T h, T c, T gg) { return h * gg / c; }, name)};
+        hit, count, gb, [] AVGRAD_HOST_DEVICE(T h, T c, T gg) { return h * gg / c; }, name)};
   });
 }
 }  // namespace detail
@@ -186,7 +189,7 @@ Tensor<T, D> logsumexp(const Tensor<T, D>& x, const Axes& axes = {}, bool keepdi
     NoGradGuard ng;
     m = amax(x.detach(), axes, true);
     // an all −inf slice has max −inf: shift by 0 instead to get −inf, not NaN
-    m = detail::map<T>(m, [](T v) { return std::isfinite(v) ? v : T(0); });
+    m = detail::map<T>(m, [] AVGRAD_HOST_DEVICE(T v) { return std::isfinite(v) ? v : T(0); });
   }
   // with m constant, d/dx [m + log Σ e^{x−m}] = softmax(x): exact gradient
   auto s = log(sum(exp(x - m), axes, true)) + m;
@@ -203,8 +206,9 @@ Tensor<T, D> norm(const Tensor<T, D>& x, double p = 2.0, const Axes& axes = {}, 
   auto ax = detail::normalize_axes(axes, x.dim(), "norm");
   using A = acc_t<T>;
   auto y = detail::reduce<T, A>(
-      x, ax, keepdim, A(0), [](T v) { return static_cast<A>(v) * static_cast<A>(v); }, [](A a, A b) { return a + b; },
-      [](A a) { return static_cast<T>(std::sqrt(a)); });
+      x, ax, keepdim, A(0), [] AVGRAD_HOST_DEVICE(T v) { return static_cast<A>(v) * static_cast<A>(v); },
+      [] AVGRAD_HOST_DEVICE(A a, A b) { return a + b; },
+      [] AVGRAD_HOST_DEVICE(A a) { return static_cast<T>(std::sqrt(a)); });
   if (!autograd::any_requires_grad<T, D>({&x})) return y;
   autograd::Saved<T, D> sx(x), sy(y);
   Shape in = x.shape();
@@ -213,7 +217,8 @@ Tensor<T, D> norm(const Tensor<T, D>& x, double p = 2.0, const Axes& axes = {}, 
     auto yb = detail::expand_reduced(sy.get("norm"), in, ax);
     auto gb = detail::expand_reduced(g, in, ax);
     return autograd::Grads<T, D>{detail::map<T>(
-        sx.get("norm"), yb, gb, [](T xv, T n, T gg) { return n == T(0) ? T(0) : gg * xv / n; }, "norm")};
+        sx.get("norm"), yb, gb, [] AVGRAD_HOST_DEVICE(T xv, T n, T gg) { return n == T(0) ? T(0) : gg * xv / n; },
+        "norm")};
   });
 }
 
@@ -286,9 +291,10 @@ template <Floating T, Device D> bool all_finite(const Tensor<T, D>& x) {
   detail::check_defined(x, "all_finite");
   auto n = detail::reduce<std::int64_t, std::int64_t>(
       x, detail::normalize_axes({}, x.dim(), "all_finite"), false, std::int64_t{0},
-      [](T v) { return std::int64_t{!std::isfinite(v)}; }, [](std::int64_t p, std::int64_t q) { return p + q; },
-      [](std::int64_t p) { return p; });
-  return n.item() == 0;
+      [] AVGRAD_HOST_DEVICE(T v) { return std::int64_t{!std::isfinite(v)}; },
+      [] AVGRAD_HOST_DEVICE(std::int64_t p, std::int64_t q) { return p + q; },
+      [] AVGRAD_HOST_DEVICE(std::int64_t p) { return p; });
+  return n.template to<Cpu>().item() == 0;
 }
 
 /// Throws avgrad::Error naming `what` and the first non-finite element's index

@@ -13,6 +13,12 @@
 
 namespace avgrad {
 
+namespace backend {
+/// Softmax line kernels of a device other than the CPU (cuda/avgrad/cuda/softmax.cuh):
+/// forward(x, axis, log_space) and backward(y, g, axis, log_space), as the CPU ones below.
+template <Device D> struct Softmax;
+}  // namespace backend
+
 namespace detail {
 
 /// Base offsets of every line along axis `a` of a tensor (shape, strides), in
@@ -117,11 +123,18 @@ Tensor<T, D> softmax_op(const char* name, const Tensor<T, D>& x, std::int64_t ax
     return softmax_op(name, x.reshape(Shape{1}), 0, log_space).reshape(Shape{});
   }
   const int a = normalize_axis(axis, x.dim(), name);
-  auto y = softmax_forward(x, a, log_space);
+  Tensor<T, D> y;
+  if constexpr (std::same_as<D, Cpu>)
+    y = softmax_forward(x, a, log_space);
+  else
+    y = backend::Softmax<D>::forward(x, a, log_space);
   if (!autograd::any_requires_grad<T, D>({&x})) return y;
   autograd::Saved<T, D> sy(y);  // the output alone determines the backward
   return autograd::record<T, D>(name, y, {x}, [=](const Tensor<T, D>& g, const std::vector<bool>&) {
-    return autograd::Grads<T, D>{softmax_backward(sy.get(name), g, a, log_space)};
+    if constexpr (std::same_as<D, Cpu>)
+      return autograd::Grads<T, D>{softmax_backward(sy.get(name), g, a, log_space)};
+    else
+      return autograd::Grads<T, D>{backend::Softmax<D>::backward(sy.get(name), g, a, log_space)};
   });
 }
 

@@ -84,8 +84,8 @@ Tensor<T, D> record_view(const char* name, Tensor<T, D> out, const Tensor<T, D>&
 }
 
 /// A copy of x into a fresh contiguous tensor (no recording).
-template <Element T> Tensor<T, Cpu> copy_contiguous(const Tensor<T, Cpu>& x) {
-  return map<T>(x, [](T v) { return v; });
+template <Element T, Device D> Tensor<T, D> copy_contiguous(const Tensor<T, D>& x) {
+  return map<T>(x, Identity{});
 }
 
 /// Scatters g into zeros of `shape` through the view `make(zeros)`: the backward
@@ -95,7 +95,7 @@ Tensor<T, D> scatter_into_zeros(const Tensor<T, D>& g, const Shape& shape, MakeV
   auto z = zeros<T, D>(shape);
   auto v = make(z);
   map_into(
-      v, g, [](T a) { return a; }, "view backward");
+      v, g, Identity{}, "view backward");
   return z;
 }
 
@@ -275,7 +275,7 @@ template <Element T, Device D> template <Element U> Tensor<U, D> Tensor<T, D>::t
   if constexpr (std::same_as<T, U>) {
     return *this;
   } else {
-    auto out = detail::map<U>(*this, [](T v) { return static_cast<U>(v); });
+    auto out = detail::map<U>(*this, [] AVGRAD_HOST_DEVICE(T v) { return static_cast<U>(v); });
     if constexpr (Floating<T> && Floating<U>) {
       if (autograd::any_requires_grad<T, D>({this})) {
         auto node = std::make_shared<autograd::CastNode<U, T, D>>(out.shape());

@@ -1,0 +1,11 @@
+// The CUDA backend: include after (or instead of) avgrad/avgrad.hpp in a translation unit
+// compiled by nvcc to use Tensor<T, Cuda>. A g++-only build never sees these headers.
+#pragma once
+
+#include "avgrad/cuda/runtime.cuh"
+#include "avgrad/cuda/allocator.cuh"
+#include "avgrad/cuda/elementwise.cuh"
+#include "avgrad/cuda/transfer.cuh"
+#include "avgrad/cuda/blas.cuh"
+#include "avgrad/cuda/softmax.cuh"
+#include "avgrad/cuda/pgd.cuh"
