@@ -8,4 +8,8 @@
 #include "avgrad/cuda/transfer.cuh"
 #include "avgrad/cuda/blas.cuh"
 #include "avgrad/cuda/softmax.cuh"
+#include "avgrad/cuda/conv.cuh"
+#include "avgrad/cuda/gather.cuh"
+#include "avgrad/cuda/norm.cuh"
+#include "avgrad/cuda/pool.cuh"
 #include "avgrad/cuda/pgd.cuh"

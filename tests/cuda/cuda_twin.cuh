@@ -13,20 +13,21 @@
 #include "avgrad/cuda.cuh"
 
 /// Skips the current test, with the reason, when no CUDA device is visible.
-#define AVGRAD_REQUIRE_GPU()                                                           \
-  do {                                                                                 \
+#define AVGRAD_REQUIRE_GPU()                                                             \
+  do {                                                                                   \
     if (!::avgrad::cuda::available()) GTEST_SKIP() << "no CUDA device present; skipped"; \
-    ::avgrad::cuda::set_poison(true);                                                  \
+    ::avgrad::cuda::set_poison(true);                                                    \
   } while (0)
 
 namespace avgrad::testing {
 
 /// Element-wise |gpu - cpu| <= atol + rtol·|cpu|, NaN only where the CPU has NaN.
-template <class T, class U>
-::testing::AssertionResult close_to_cpu(const Tensor<T, Cuda>& gpu, const Tensor<U, Cpu>& cpu, double rtol = 1e-5,
-                                        double atol = 1e-6) {
+template <class T, class U>::testing::AssertionResult close_to_cpu(const Tensor<T, Cuda>& gpu,
+                                                                   const Tensor<U, Cpu>& cpu, double rtol = 1e-5,
+                                                                   double atol = 1e-6) {
   if (!gpu.defined() || !cpu.defined())
-    return ::testing::AssertionFailure() << "undefined tensor (gpu " << gpu.defined() << ", cpu " << cpu.defined() << ")";
+    return ::testing::AssertionFailure() << "undefined tensor (gpu " << gpu.defined() << ", cpu " << cpu.defined()
+                                         << ")";
   if (gpu.shape() != cpu.shape())
     return ::testing::AssertionFailure() << "shape " << gpu.shape() << " on the GPU, " << cpu.shape() << " on the CPU";
   const auto g = gpu.template to<Cpu>().to_vector();
@@ -42,11 +43,10 @@ template <class T, class U>
 
 /// Runs `f` on CPU inputs and on their device copies, checks the outputs and, for each
 /// input that requires grad, the gradients of sum(out · w) for a fixed random w.
-template <class T>
-void expect_twin(const std::string& what, const std::vector<Tensor<T, Cpu>>& inputs,
-                 const std::function<Tensor<T, Cpu>(const std::vector<Tensor<T, Cpu>>&)>& f_cpu,
-                 const std::function<Tensor<T, Cuda>(const std::vector<Tensor<T, Cuda>>&)>& f_gpu, double rtol = 1e-5,
-                 double atol = 1e-6) {
+template <class T> void expect_twin(const std::string& what, const std::vector<Tensor<T, Cpu>>& inputs,
+                                    const std::function<Tensor<T, Cpu>(const std::vector<Tensor<T, Cpu>>&)>& f_cpu,
+                                    const std::function<Tensor<T, Cuda>(const std::vector<Tensor<T, Cuda>>&)>& f_gpu,
+                                    double rtol = 1e-5, double atol = 1e-6) {
   SCOPED_TRACE(what);
   std::vector<Tensor<T, Cpu>> xc;
   std::vector<Tensor<T, Cuda>> xg;

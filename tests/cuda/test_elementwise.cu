@@ -141,7 +141,8 @@ TEST(CudaOps, BinaryWithBroadcastingForwardAndBackward) {
 TEST(CudaOps, ReductionsForwardAndBackward) {
   AVGRAD_REQUIRE_GPU();
   auto x = leaf({6, 70, 9}, 8);
-  twin("sum all", {x}, [](const auto& v) { return sum(v[0]); }, 1e-5, 1e-4);
+  twin(
+      "sum all", {x}, [](const auto& v) { return sum(v[0]); }, 1e-5, 1e-4);
   twin("sum axis 1", {x}, [](const auto& v) { return sum(v[0], {1}); });
   twin("sum axes 0,2 keepdim", {x}, [](const auto& v) { return sum(v[0], {0, 2}, true); });
   twin("mean", {x}, [](const auto& v) { return mean(v[0], {-1}); });
@@ -150,7 +151,8 @@ TEST(CudaOps, ReductionsForwardAndBackward) {
   twin("norm", {x}, [](const auto& v) { return norm(v[0], 2.0, {2}); });
   twin("logsumexp", {x}, [](const auto& v) { return logsumexp(v[0], {1}); });
   auto big = leaf({3, 200000}, 9);
-  twin("long rows", {big}, [](const auto& v) { return sum(v[0], {1}); }, 1e-5, 1e-3);
+  twin(
+      "long rows", {big}, [](const auto& v) { return sum(v[0], {1}); }, 1e-5, 1e-3);
   auto many = leaf({50000, 4}, 10);
   twin("short rows", {many}, [](const auto& v) { return mean(v[0], {1}); });
 }

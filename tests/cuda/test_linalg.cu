@@ -28,35 +28,46 @@ TEST(CudaLinalg, MatmulShapesForwardAndBackward) {
   AVGRAD_REQUIRE_GPU();
   const double rt = 1e-5, at = 1e-5;
   auto a = leaf<float>({37, 19}, 1), b = leaf<float>({19, 23}, 2);
-  twin<float>("matrix", {a, b}, [](const auto& v) { return matmul(v[0], v[1]); }, rt, at);
+  twin<float>(
+      "matrix", {a, b}, [](const auto& v) { return matmul(v[0], v[1]); }, rt, at);
   auto bt = leaf<float>({23, 19}, 3);
-  twin<float>("transposed view", {a, bt}, [](const auto& v) { return matmul(v[0], v[1].t()); }, rt, at);
+  twin<float>(
+      "transposed view", {a, bt}, [](const auto& v) { return matmul(v[0], v[1].t()); }, rt, at);
   auto v1 = leaf<float>({19}, 4);
-  twin<float>("matrix-vector", {a, v1}, [](const auto& v) { return matmul(v[0], v[1]); }, rt, at);
-  twin<float>("vector-vector", {v1, v1}, [](const auto& v) { return matmul(v[0], v[1]); }, rt, at);
+  twin<float>(
+      "matrix-vector", {a, v1}, [](const auto& v) { return matmul(v[0], v[1]); }, rt, at);
+  twin<float>(
+      "vector-vector", {v1, v1}, [](const auto& v) { return matmul(v[0], v[1]); }, rt, at);
   auto ba = leaf<float>({5, 1, 7, 9}, 5), bb = leaf<float>({3, 9, 4}, 6);
-  twin<float>("broadcast batch", {ba, bb}, [](const auto& v) { return matmul(v[0], v[1]); }, rt, at);
+  twin<float>(
+      "broadcast batch", {ba, bb}, [](const auto& v) { return matmul(v[0], v[1]); }, rt, at);
   auto x3 = leaf<float>({6, 8, 9}, 7), w = leaf<float>({9, 5}, 8);
-  twin<float>("batch folded into rows", {x3, w}, [](const auto& v) { return matmul(v[0], v[1]); }, rt, at);
+  twin<float>(
+      "batch folded into rows", {x3, w}, [](const auto& v) { return matmul(v[0], v[1]); }, rt, at);
   auto p = leaf<float>({4, 6, 8}, 9), q = leaf<float>({4, 8, 3}, 10);
-  twin<float>("bmm", {p, q}, [](const auto& v) { return bmm(v[0], v[1]); }, rt, at);
-  twin<float>("bmm of permuted", {p, q}, [](const auto& v) { return bmm(v[1].transpose(1, 2), v[0].transpose(1, 2)); },
-              rt, at);
+  twin<float>(
+      "bmm", {p, q}, [](const auto& v) { return bmm(v[0], v[1]); }, rt, at);
+  twin<float>(
+      "bmm of permuted", {p, q}, [](const auto& v) { return bmm(v[1].transpose(1, 2), v[0].transpose(1, 2)); }, rt, at);
 }
 
 TEST(CudaLinalg, LinearWithAndWithoutBias) {
   AVGRAD_REQUIRE_GPU();
   auto x = leaf<float>({2, 7, 33}, 11), w = leaf<float>({17, 33}, 12), b = leaf<float>({17}, 13);
-  twin<float>("linear + bias", {x, w, b}, [](const auto& v) { return linear(v[0], v[1], v[2]); }, 1e-5, 1e-5);
-  twin<float>("linear", {x, w}, [](const auto& v) { return linear(v[0], v[1]); }, 1e-5, 1e-5);
-  twin<float>("linear of a transposed input", {x, w},
-              [](const auto& v) { return linear(v[0].transpose(0, 1), v[1]); }, 1e-5, 1e-5);
+  twin<float>(
+      "linear + bias", {x, w, b}, [](const auto& v) { return linear(v[0], v[1], v[2]); }, 1e-5, 1e-5);
+  twin<float>(
+      "linear", {x, w}, [](const auto& v) { return linear(v[0], v[1]); }, 1e-5, 1e-5);
+  twin<float>(
+      "linear of a transposed input", {x, w}, [](const auto& v) { return linear(v[0].transpose(0, 1), v[1]); }, 1e-5,
+      1e-5);
 }
 
 TEST(CudaLinalg, DoublePrecision) {
   AVGRAD_REQUIRE_GPU();
   auto a = leaf<double>({31, 29}, 14), b = leaf<double>({29, 3}, 15);
-  twin<double>("dgemm", {a, b}, [](const auto& v) { return matmul(v[0], v[1]); }, 1e-12, 1e-12);
+  twin<double>(
+      "dgemm", {a, b}, [](const auto& v) { return matmul(v[0], v[1]); }, 1e-12, 1e-12);
 }
 
 TEST(CudaLinalg, Tf32IsOptIn) {

@@ -40,7 +40,8 @@ TEST(CudaSoftmax, ExtremeLogitsStayFinite) {
   EXPECT_TRUE(close_to_cpu(log_softmax(x.to<Cuda>()), log_softmax(x)));
   EXPECT_TRUE(close_to_cpu(softmax(x.to<Cuda>()), softmax(x)));
   auto all_neg_inf = full<float>({1, 4}, -std::numeric_limits<float>::infinity());
-  EXPECT_TRUE(close_to_cpu(softmax(all_neg_inf.to<Cuda>()), softmax(all_neg_inf))) << "NaN exactly where the CPU has it";
+  EXPECT_TRUE(close_to_cpu(softmax(all_neg_inf.to<Cuda>()), softmax(all_neg_inf)))
+      << "NaN exactly where the CPU has it";
 }
 
 TEST(CudaLoss, CrossEntropyMatchesTheFusedCpuKernel) {
@@ -53,8 +54,9 @@ TEST(CudaLoss, CrossEntropyMatchesTheFusedCpuKernel) {
   for (Reduction red : {Reduction::mean, Reduction::sum, Reduction::none}) {
     CrossEntropyOptions<float> oc{.weight = w, .reduction = red, .label_smoothing = 0.1};
     CrossEntropyOptions<float, Cuda> og{.weight = wg, .reduction = red, .label_smoothing = 0.1};
-    expect_twin<float>("index targets", {x}, [&](const auto& v) { return cross_entropy(v[0], y, oc); },
-                       [&](const auto& v) { return cross_entropy(v[0], yg, og); }, 1e-5, 1e-6);
+    expect_twin<float>(
+        "index targets", {x}, [&](const auto& v) { return cross_entropy(v[0], y, oc); },
+        [&](const auto& v) { return cross_entropy(v[0], yg, og); }, 1e-5, 1e-6);
   }
   auto t = softmax(leaf({8, 6}, 21).detach());
   t.requires_grad_();

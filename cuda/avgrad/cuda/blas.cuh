@@ -19,26 +19,35 @@ namespace avgrad::cuda {
 
 inline const char* cublas_status_name(cublasStatus_t s) {
   switch (s) {
-    case CUBLAS_STATUS_SUCCESS: return "success";
-    case CUBLAS_STATUS_NOT_INITIALIZED: return "not initialized";
-    case CUBLAS_STATUS_ALLOC_FAILED: return "allocation failed";
-    case CUBLAS_STATUS_INVALID_VALUE: return "invalid value";
-    case CUBLAS_STATUS_ARCH_MISMATCH: return "architecture mismatch";
-    case CUBLAS_STATUS_EXECUTION_FAILED: return "execution failed";
-    case CUBLAS_STATUS_INTERNAL_ERROR: return "internal error";
-    case CUBLAS_STATUS_NOT_SUPPORTED: return "not supported";
-    default: return "unknown status";
+    case CUBLAS_STATUS_SUCCESS:
+      return "success";
+    case CUBLAS_STATUS_NOT_INITIALIZED:
+      return "not initialized";
+    case CUBLAS_STATUS_ALLOC_FAILED:
+      return "allocation failed";
+    case CUBLAS_STATUS_INVALID_VALUE:
+      return "invalid value";
+    case CUBLAS_STATUS_ARCH_MISMATCH:
+      return "architecture mismatch";
+    case CUBLAS_STATUS_EXECUTION_FAILED:
+      return "execution failed";
+    case CUBLAS_STATUS_INTERNAL_ERROR:
+      return "internal error";
+    case CUBLAS_STATUS_NOT_SUPPORTED:
+      return "not supported";
+    default:
+      return "unknown status";
   }
 }
 
-#define AVGRAD_CUBLAS_CHECK(call)                                                                          \
-  do {                                                                                                    \
-    const cublasStatus_t avgrad_cublas_status_ = (call);                                                  \
-    if (avgrad_cublas_status_ != CUBLAS_STATUS_SUCCESS)                                                   \
-      throw ::avgrad::Error("cublas", ::avgrad::detail::concat(#call, " failed: ",                        \
-                                                               ::avgrad::cuda::cublas_status_name(        \
-                                                                   avgrad_cublas_status_),                \
-                                                               " (", __FILE__, ":", __LINE__, ")"));      \
+#define AVGRAD_CUBLAS_CHECK(call)                                                                                 \
+  do {                                                                                                            \
+    const cublasStatus_t avgrad_cublas_status_ = (call);                                                          \
+    if (avgrad_cublas_status_ != CUBLAS_STATUS_SUCCESS)                                                           \
+      throw ::avgrad::Error(                                                                                      \
+          "cublas",                                                                                               \
+          ::avgrad::detail::concat(#call, " failed: ", ::avgrad::cuda::cublas_status_name(avgrad_cublas_status_), \
+                                   " (", __FILE__, ":", __LINE__, ")"));                                          \
   } while (0)
 
 namespace detail {
@@ -75,9 +84,9 @@ inline int blas_dim(std::int64_t v, const char* what) {
 }
 
 /// Row-major C (m, n) = alpha·op(A)·op(B) + beta·C on the current stream.
-template <class T>
-void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a,
-          std::int64_t lda, const T* b, std::int64_t ldb, T beta, T* c, std::int64_t ldc) {
+template <class T> void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, T alpha,
+                             const T* a, std::int64_t lda, const T* b, std::int64_t ldb, T beta, T* c,
+                             std::int64_t ldc) {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "cuBLAS GEMM is float or double");
   if (m <= 0 || n <= 0) return;
   const cublasOperation_t opa = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, opb = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -94,10 +103,9 @@ void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64
 
 /// `count` products; pointers evenly spaced (the common case: a contiguous batch) run as
 /// one strided-batched call, others one call each.
-template <class T>
-void gemm_batched(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, T alpha,
-                  const T* const* a, std::int64_t lda, const T* const* b, std::int64_t ldb, T beta, T* const* c,
-                  std::int64_t ldc, std::int64_t count) {
+template <class T> void gemm_batched(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k,
+                                     T alpha, const T* const* a, std::int64_t lda, const T* const* b, std::int64_t ldb,
+                                     T beta, T* const* c, std::int64_t ldc, std::int64_t count) {
   if (count <= 0 || m <= 0 || n <= 0) return;
   auto even = [count](auto* const* p, std::int64_t& stride) {
     stride = count > 1 ? p[1] - p[0] : 0;
@@ -106,8 +114,10 @@ void gemm_batched(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, st
     return true;
   };
   std::int64_t sa = 0, sb = 0, sc = 0;
-  if (!(even(a, sa) && even(b, sb) && even(c, sc) && sa >= 0 && sb >= 0 && sc >= m * n && count <= std::numeric_limits<int>::max())) {
-    for (std::int64_t i = 0; i < count; ++i) gemm(trans_a, trans_b, m, n, k, alpha, a[i], lda, b[i], ldb, beta, c[i], ldc);
+  if (!(even(a, sa) && even(b, sb) && even(c, sc) && sa >= 0 && sb >= 0 && sc >= m * n &&
+        count <= std::numeric_limits<int>::max())) {
+    for (std::int64_t i = 0; i < count; ++i)
+      gemm(trans_a, trans_b, m, n, k, alpha, a[i], lda, b[i], ldb, beta, c[i], ldc);
     return;
   }
   const cublasOperation_t opa = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, opb = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -117,11 +127,11 @@ void gemm_batched(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, st
   cublasHandle_t h = blas_handle();
   const int batch = static_cast<int>(count);
   if constexpr (std::is_same_v<T, float>)
-    AVGRAD_CUBLAS_CHECK(cublasSgemmStridedBatched(h, opb, opa, N, M, K, &alpha, b[0], lb, sb, a[0], la, sa, &beta,
-                                                  c[0], lc, sc, batch));
+    AVGRAD_CUBLAS_CHECK(cublasSgemmStridedBatched(h, opb, opa, N, M, K, &alpha, b[0], lb, sb, a[0], la, sa, &beta, c[0],
+                                                  lc, sc, batch));
   else
-    AVGRAD_CUBLAS_CHECK(cublasDgemmStridedBatched(h, opb, opa, N, M, K, &alpha, b[0], lb, sb, a[0], la, sa, &beta,
-                                                  c[0], lc, sc, batch));
+    AVGRAD_CUBLAS_CHECK(cublasDgemmStridedBatched(h, opb, opa, N, M, K, &alpha, b[0], lb, sb, a[0], la, sa, &beta, c[0],
+                                                  lc, sc, batch));
 }
 
 }  // namespace avgrad::cuda
@@ -129,15 +139,15 @@ void gemm_batched(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, st
 namespace avgrad::backend {
 
 template <> struct Blas<Cuda> {
-  template <class T>
-  static void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a,
-                   std::int64_t lda, const T* b, std::int64_t ldb, T beta, T* c, std::int64_t ldc) {
+  template <class T> static void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k,
+                                      T alpha, const T* a, std::int64_t lda, const T* b, std::int64_t ldb, T beta, T* c,
+                                      std::int64_t ldc) {
     cuda::gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   }
-  template <class T>
-  static void gemm_batched(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, T alpha,
-                           const T* const* a, std::int64_t lda, const T* const* b, std::int64_t ldb, T beta,
-                           T* const* c, std::int64_t ldc, std::int64_t count) {
+  template <class T> static void gemm_batched(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n,
+                                              std::int64_t k, T alpha, const T* const* a, std::int64_t lda,
+                                              const T* const* b, std::int64_t ldb, T beta, T* const* c,
+                                              std::int64_t ldc, std::int64_t count) {
     cuda::gemm_batched(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, count);
   }
 };

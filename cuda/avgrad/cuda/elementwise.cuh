@@ -46,6 +46,40 @@ template <int N> struct Indexer {
   }
 };
 
+/// Sums / maxima over the 32 lanes of a warp; every lane gets the result.
+template <class A> __device__ A warp_sum(A v) {
+  for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+template <class T> __device__ T warp_max(T v) {
+  for (int o = 16; o > 0; o /= 2) v = ::fmax(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+/// Sums a and b over the block (blockDim.x a multiple of 32, ≤ 1024); every thread gets
+/// the totals. The tree is fixed, so the result does not vary run to run.
+template <class A> __device__ void block_sum2(A& a, A& b) {
+  __shared__ A sa[32], sb[32];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+  a = warp_sum(a);
+  b = warp_sum(b);
+  __syncthreads();  // the buffers may still be read by a previous call
+  if (lane == 0) {
+    sa[warp] = a;
+    sb[warp] = b;
+  }
+  __syncthreads();
+  a = lane < warps ? sa[lane] : A(0);
+  b = lane < warps ? sb[lane] : A(0);
+  a = warp_sum(a);
+  b = warp_sum(b);
+}
+
+template <class TO, class TI, class F> __global__ void map_indexed_kernel(TO* out, const TI* in, std::int64_t n, F f) {
+  for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += std::int64_t(gridDim.x) * blockDim.x)
+    out[i] = f(in[i], static_cast<std::uint64_t>(i));
+}
 template <class TO, class TI, class F>
 __global__ void map1_kernel(TO* out, const TI* in, Indexer<2> ix, std::int64_t n, F f) {
   for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < n;
@@ -132,7 +166,8 @@ template <class T>
 __global__ void normal_kernel(T* p, std::int64_t n, std::uint64_t key, std::uint64_t offset, double mean, double sd) {
   for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < n;
        i += std::int64_t(gridDim.x) * blockDim.x)
-    p[i] = static_cast<T>(mean + sd * static_cast<double>(philox_normal<T>(key, offset, static_cast<std::uint64_t>(i))));
+    p[i] =
+        static_cast<T>(mean + sd * static_cast<double>(philox_normal<T>(key, offset, static_cast<std::uint64_t>(i))));
 }
 
 inline constexpr int kThreads = 256;
@@ -150,9 +185,9 @@ template <> struct Loops<Cuda> {
     cuda::map1_kernel<<<cuda::blocks_for(n), cuda::kThreads, 0, cuda::current_stream()>>>(out, in, ix, n, f);
     cuda::check_launch("map1_kernel");
   }
-  template <class TO, class TA, class TB, class F>
-  static void map2(TO* out, const Strides& so, const TA* a, const Strides& sa, const TB* b, const Strides& sb,
-                   const Shape& shape, F f) {
+  template <class TO, class TA, class TB, class F> static void map2(TO* out, const Strides& so, const TA* a,
+                                                                    const Strides& sa, const TB* b, const Strides& sb,
+                                                                    const Shape& shape, F f) {
     const std::int64_t n = shape.numel();
     if (n == 0) return;
     auto ix = cuda::Indexer<3>::make(shape, {so, sa, sb});
@@ -167,6 +202,11 @@ template <> struct Loops<Cuda> {
     auto ix = cuda::Indexer<4>::make(shape, {so, sa, sb, sc});
     cuda::map3_kernel<<<cuda::blocks_for(n), cuda::kThreads, 0, cuda::current_stream()>>>(out, a, b, c, ix, n, f);
     cuda::check_launch("map3_kernel");
+  }
+  template <class TO, class TI, class F> static void map_indexed(TO* out, const TI* in, std::int64_t n, F f) {
+    if (n == 0) return;
+    cuda::map_indexed_kernel<<<cuda::blocks_for(n), cuda::kThreads, 0, cuda::current_stream()>>>(out, in, n, f);
+    cuda::check_launch("map_indexed_kernel");
   }
   template <class TI, class Acc, class TO, class Load, class Comb, class Fin>
   static void reduce(const TI* in, const Shape& kept_shape, const Strides& kept_strides, const Shape& red_shape,

@@ -22,9 +22,9 @@ __device__ inline double clamp_to_range(double d, double xi, double lo, double h
   return s < lo ? lo - xi : (s > hi ? hi - xi : d);
 }
 
-template <class T>
-__global__ void pgd_linf_kernel(T* delta, const T* g, const T* x, const char* active, std::int64_t rows,
-                                std::int64_t n, double step, double eps, double lo, double hi) {
+template <class T> __global__ void pgd_linf_kernel(T* delta, const T* g, const T* x, const char* active,
+                                                   std::int64_t rows, std::int64_t n, double step, double eps,
+                                                   double lo, double hi) {
   const std::int64_t total = rows * n;
   for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < total;
        i += std::int64_t(gridDim.x) * blockDim.x) {
@@ -49,9 +49,9 @@ template <int Threads> __device__ double block_sum(double v, double* shared) {
   return total;
 }
 
-template <int Threads, class T>
-__global__ void pgd_l2_kernel(T* delta, const T* g, const T* x, const char* active, std::int64_t rows,
-                              std::int64_t n, double step, double eps, double lo, double hi) {
+template <int Threads, class T> __global__ void pgd_l2_kernel(T* delta, const T* g, const T* x, const char* active,
+                                                              std::int64_t rows, std::int64_t n, double step,
+                                                              double eps, double lo, double hi) {
   __shared__ double shared[Threads];
   for (std::int64_t b = blockIdx.x; b < rows; b += gridDim.x) {
     if (active && !active[b]) continue;  // uniform per block: no thread reaches a barrier alone
@@ -86,8 +86,8 @@ namespace avgrad::attacks {
 /// The GPU twin of pgd_step_(Tensor<T, Cpu>&, ...): the same values, one kernel per call.
 template <Floating T> void pgd_step_(Tensor<T, Cuda>& delta, const Tensor<T, Cuda>& g, const Tensor<T, Cuda>& x,
                                      const Budget& budget, double step, const std::vector<char>* active = nullptr) {
-  AVGRAD_CHECK(delta.defined() && x.defined() && g.defined() && delta.shape() == x.shape() &&
-                   g.shape() == x.shape() && delta.is_contiguous(),
+  AVGRAD_CHECK(delta.defined() && x.defined() && g.defined() && delta.shape() == x.shape() && g.shape() == x.shape() &&
+                   delta.is_contiguous(),
                "pgd_step_", "δ must be contiguous and δ, gradient and input share one shape; got δ ",
                delta.defined() ? delta.shape().str() : std::string("undefined"), ", gradient ",
                g.defined() ? g.shape().str() : std::string("undefined"), ", input ",

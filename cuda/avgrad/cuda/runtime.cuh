@@ -12,13 +12,13 @@
 #include "avgrad/core/error.hpp"
 
 /// Throws avgrad::Error naming the failed call, the CUDA error and the source line.
-#define AVGRAD_CUDA_CHECK(call)                                                                                    \
-  do {                                                                                                            \
-    const cudaError_t avgrad_cuda_status_ = (call);                                                               \
-    if (avgrad_cuda_status_ != cudaSuccess)                                                                       \
-      throw ::avgrad::Error("cuda", ::avgrad::detail::concat(#call, " failed: ",                                  \
-                                                             cudaGetErrorString(avgrad_cuda_status_), " (",    \
-                                                             __FILE__, ":", __LINE__, ")"));                   \
+#define AVGRAD_CUDA_CHECK(call)                                                                               \
+  do {                                                                                                        \
+    const cudaError_t avgrad_cuda_status_ = (call);                                                           \
+    if (avgrad_cuda_status_ != cudaSuccess)                                                                   \
+      throw ::avgrad::Error(                                                                                  \
+          "cuda", ::avgrad::detail::concat(#call, " failed: ", cudaGetErrorString(avgrad_cuda_status_), " (", \
+                                           __FILE__, ":", __LINE__, ")"));                                    \
   } while (0)
 
 namespace avgrad::cuda {

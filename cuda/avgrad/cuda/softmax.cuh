@@ -13,22 +13,13 @@
 
 namespace avgrad::cuda {
 
-template <class A> __device__ A warp_sum(A v) {
-  for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-template <class T> __device__ T warp_max(T v) {
-  for (int o = 16; o > 0; o /= 2) v = ::fmax(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
-
 inline constexpr int kLinesPerBlock = 8;  // 8 warps of 32 threads
 
 /// x lines: base offsets from `lines` (operand 0: y, operand 1: x), `n` elements apart by
 /// the axis strides ys / xs.
-template <class T>
-__global__ void softmax_forward_kernel(const T* x, T* y, Indexer<2> lines, std::int64_t n_lines, std::int64_t n,
-                                       std::int64_t xs, std::int64_t ys, bool log_space) {
+template <class T> __global__ void softmax_forward_kernel(const T* x, T* y, Indexer<2> lines, std::int64_t n_lines,
+                                                          std::int64_t n, std::int64_t xs, std::int64_t ys,
+                                                          bool log_space) {
   using A = acc_t<T>;
   const int lane = threadIdx.x % 32;
   for (std::int64_t l = blockIdx.x * std::int64_t(kLinesPerBlock) + threadIdx.x / 32; l < n_lines;
@@ -53,10 +44,9 @@ __global__ void softmax_forward_kernel(const T* x, T* y, Indexer<2> lines, std::
 }
 
 /// dx from the saved output y and the gradient g (operands 0: dx, 1: y, 2: g).
-template <class T>
-__global__ void softmax_backward_kernel(const T* y, const T* g, T* dx, Indexer<3> lines, std::int64_t n_lines,
-                                        std::int64_t n, std::int64_t ys, std::int64_t gs, std::int64_t ds,
-                                        bool log_space) {
+template <class T> __global__ void softmax_backward_kernel(const T* y, const T* g, T* dx, Indexer<3> lines,
+                                                           std::int64_t n_lines, std::int64_t n, std::int64_t ys,
+                                                           std::int64_t gs, std::int64_t ds, bool log_space) {
   using A = acc_t<T>;
   const int lane = threadIdx.x % 32;
   for (std::int64_t l = blockIdx.x * std::int64_t(kLinesPerBlock) + threadIdx.x / 32; l < n_lines;
@@ -112,10 +102,8 @@ template <> struct Softmax<Cuda> {
     const std::int64_t n_lines = ls.numel();
     if (n_lines == 0 || n == 0) return dx;
     auto ix = cuda::Indexer<3>::make(ls, {dx.strides(), y.strides(), g.strides()});
-    cuda::softmax_backward_kernel<<<cuda::line_blocks(n_lines), 32 * cuda::kLinesPerBlock, 0,
-                                    cuda::current_stream()>>>(y.data(), g.data(), dx.data(), ix, n_lines, n,
-                                                              y.strides()[a], g.strides()[a], dx.strides()[a],
-                                                              log_space);
+    cuda::softmax_backward_kernel<<<cuda::line_blocks(n_lines), 32 * cuda::kLinesPerBlock, 0, cuda::current_stream()>>>(
+        y.data(), g.data(), dx.data(), ix, n_lines, n, y.strides()[a], g.strides()[a], dx.strides()[a], log_space);
     cuda::check_launch("softmax_backward_kernel");
     return dx;
   }

@@ -57,7 +57,7 @@ GradcheckResult gradcheck(const std::function<Tensor<T, Cpu>(const std::vector<T
   auto scalar_of = [&](const Tensor<T, Cpu>& y) {
     NoGradGuard ng;
     auto p = detail::map<T>(
-        y.detach(), v, [](T a, T b) { return a * b; }, "gradcheck");
+        y.detach(), v, [] AVGRAD_HOST_DEVICE(T a, T b) { return a * b; }, "gradcheck");
     double s = 0;
     for (T e : p.to_vector()) s += static_cast<double>(e);
     return s;

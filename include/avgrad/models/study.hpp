@@ -64,17 +64,25 @@ template <Head H> std::unique_ptr<H> make_head(std::int64_t in_dim, std::int64_t
     return std::make_unique<H>(ClassifierHeadOptions{.in_dim = in_dim, .num_classes = num_classes}, gen);
 }
 
-template <Floating T, class H = AttentionPoolHead<T>> using AudioModel = UniModalClassifier<CnnTransformer<T>, H>;
+/// The device of a model follows its head's: late_fusion<float, ClassifierHead<float, Cuda>>()
+/// builds every part on the GPU.
+template <class H> using device_of = typename H::device_type;
+
+template <Floating T, class H = AttentionPoolHead<T>> using AudioModel =
+    UniModalClassifier<CnnTransformer<T, device_of<H>>, H>;
 template <Floating T, class H = AttentionPoolHead<T>> using VideoModel =
-    UniModalClassifier<FeatureSequenceEncoder<T>, H>;
+    UniModalClassifier<FeatureSequenceEncoder<T, device_of<H>>, H>;
 template <Floating T, class H = AttentionPoolHead<T>> using LateFusionModel =
-    AVClassifier<CnnTransformer<T>, FeatureSequenceEncoder<T>, LateFusion<T>, H>;
+    AVClassifier<CnnTransformer<T, device_of<H>>, FeatureSequenceEncoder<T, device_of<H>>, LateFusion<T, device_of<H>>,
+                 H>;
 template <Floating T, class H = AttentionPoolHead<T>> using MidFusionModel =
-    AVClassifier<CnnStem10C5P<T>, InputPassthrough<T>, MidFusion<T>, H>;
+    AVClassifier<CnnStem10C5P<T, device_of<H>>, InputPassthrough<T, device_of<H>>, MidFusion<T, device_of<H>>, H>;
 template <Floating T, class H = AttentionPoolHead<T>> using EarlyFusionModel =
-    AVClassifier<InputPassthrough<T>, InputPassthrough<T>, EarlyFusion<CnnTransformer<T>>, H>;
+    AVClassifier<InputPassthrough<T, device_of<H>>, InputPassthrough<T, device_of<H>>,
+                 EarlyFusion<CnnTransformer<T, device_of<H>>>, H>;
 template <Floating T, class H = ClassifierHead<T>> using BottleneckModel =
-    AVClassifier<CnnStem10C5P<T>, InputPassthrough<T>, BottleneckFusion<T>, H>;
+    AVClassifier<CnnStem10C5P<T, device_of<H>>, InputPassthrough<T, device_of<H>>, BottleneckFusion<T, device_of<H>>,
+                 H>;
 template <Floating T, class H = AttentionPoolHead<T>> using SuperLateModel =
     SuperLateEnsemble<AudioModel<T, H>, VideoModel<T, H>>;
 
@@ -91,7 +99,7 @@ inline void check(const StudyOptions& o) {
 template <Floating T, class H = AttentionPoolHead<T>>
 std::unique_ptr<AudioModel<T, H>> audio_model(const StudyOptions& o = {}, Generator& gen = default_generator()) {
   detail::check(o);
-  auto enc = std::make_unique<CnnTransformer<T>>(o.audio, gen);
+  auto enc = std::make_unique<CnnTransformer<T, device_of<H>>>(o.audio, gen);
   const std::int64_t d = enc->latent_dim();
   return std::make_unique<AudioModel<T, H>>(Modality::audio, std::move(enc), make_head<H>(d, o.num_classes, gen));
 }
@@ -100,7 +108,7 @@ std::unique_ptr<AudioModel<T, H>> audio_model(const StudyOptions& o = {}, Genera
 template <Floating T, class H = AttentionPoolHead<T>>
 std::unique_ptr<VideoModel<T, H>> video_model(const StudyOptions& o = {}, Generator& gen = default_generator()) {
   detail::check(o);
-  auto enc = std::make_unique<FeatureSequenceEncoder<T>>(o.video, gen);
+  auto enc = std::make_unique<FeatureSequenceEncoder<T, device_of<H>>>(o.video, gen);
   const std::int64_t d = enc->latent_dim();
   return std::make_unique<VideoModel<T, H>>(Modality::video, std::move(enc), make_head<H>(d, o.num_classes, gen));
 }
@@ -110,9 +118,9 @@ std::unique_ptr<VideoModel<T, H>> video_model(const StudyOptions& o = {}, Genera
 template <Floating T, class H = AttentionPoolHead<T>>
 std::unique_ptr<LateFusionModel<T, H>> late_fusion(const StudyOptions& o = {}, Generator& gen = default_generator()) {
   detail::check(o);
-  auto a = std::make_unique<CnnTransformer<T>>(o.audio, gen);
-  auto v = std::make_unique<FeatureSequenceEncoder<T>>(o.video, gen);
-  auto f = std::make_unique<LateFusion<T>>(
+  auto a = std::make_unique<CnnTransformer<T, device_of<H>>>(o.audio, gen);
+  auto v = std::make_unique<FeatureSequenceEncoder<T, device_of<H>>>(o.video, gen);
+  auto f = std::make_unique<LateFusion<T, device_of<H>>>(
       LateFusionOptions{.audio_dim = a->latent_dim(), .video_dim = v->latent_dim(), .dim = o.fused_dim}, gen);
   return std::make_unique<LateFusionModel<T, H>>(std::move(a), std::move(v), std::move(f),
                                                  make_head<H>(o.fused_dim, o.num_classes, gen));
@@ -123,16 +131,16 @@ std::unique_ptr<LateFusionModel<T, H>> late_fusion(const StudyOptions& o = {}, G
 template <Floating T, class H = AttentionPoolHead<T>>
 std::unique_ptr<MidFusionModel<T, H>> mid_fusion(const StudyOptions& o = {}, Generator& gen = default_generator()) {
   detail::check(o);
-  auto a = std::make_unique<CnnStem10C5P<T>>(o.audio.stem, gen);
-  auto v = std::make_unique<InputPassthrough<T>>(o.video_dim);
-  auto f = std::make_unique<MidFusion<T>>(MidFusionOptions{.audio_dim = a->latent_dim(),
-                                                           .video_dim = o.video_dim,
-                                                           .dim = o.fused_dim,
-                                                           .num_heads = o.mid_heads,
-                                                           .dim_feedforward = o.mid_dim_feedforward,
-                                                           .layers = o.mid_layers,
-                                                           .dropout = o.audio.dropout},
-                                          gen);
+  auto a = std::make_unique<CnnStem10C5P<T, device_of<H>>>(o.audio.stem, gen);
+  auto v = std::make_unique<InputPassthrough<T, device_of<H>>>(o.video_dim);
+  auto f = std::make_unique<MidFusion<T, device_of<H>>>(MidFusionOptions{.audio_dim = a->latent_dim(),
+                                                                         .video_dim = o.video_dim,
+                                                                         .dim = o.fused_dim,
+                                                                         .num_heads = o.mid_heads,
+                                                                         .dim_feedforward = o.mid_dim_feedforward,
+                                                                         .layers = o.mid_layers,
+                                                                         .dropout = o.audio.dropout},
+                                                        gen);
   return std::make_unique<MidFusionModel<T, H>>(std::move(a), std::move(v), std::move(f),
                                                 make_head<H>(o.fused_dim, o.num_classes, gen));
 }
@@ -142,16 +150,17 @@ std::unique_ptr<MidFusionModel<T, H>> mid_fusion(const StudyOptions& o = {}, Gen
 template <Floating T, class H = AttentionPoolHead<T>>
 std::unique_ptr<EarlyFusionModel<T, H>> early_fusion(const StudyOptions& o = {}, Generator& gen = default_generator()) {
   detail::check(o);
-  auto stem = std::make_unique<CnnTransformer<T>>(o.audio, gen);
+  auto stem = std::make_unique<CnnTransformer<T, device_of<H>>>(o.audio, gen);
   const std::int64_t d = stem->latent_dim();
-  auto f = std::make_unique<EarlyFusion<CnnTransformer<T>>>(EarlyFusionOptions{.audio_frames = o.audio_frames,
-                                                                               .num_bins = o.num_bins(),
-                                                                               .video_frames = o.video_frames,
-                                                                               .video_dim = o.video_dim},
-                                                            std::move(stem), gen);
-  return std::make_unique<EarlyFusionModel<T, H>>(std::make_unique<InputPassthrough<T>>(o.num_bins()),
-                                                  std::make_unique<InputPassthrough<T>>(o.video_dim), std::move(f),
-                                                  make_head<H>(d, o.num_classes, gen));
+  auto f =
+      std::make_unique<EarlyFusion<CnnTransformer<T, device_of<H>>>>(EarlyFusionOptions{.audio_frames = o.audio_frames,
+                                                                                        .num_bins = o.num_bins(),
+                                                                                        .video_frames = o.video_frames,
+                                                                                        .video_dim = o.video_dim},
+                                                                     std::move(stem), gen);
+  return std::make_unique<EarlyFusionModel<T, H>>(std::make_unique<InputPassthrough<T, device_of<H>>>(o.num_bins()),
+                                                  std::make_unique<InputPassthrough<T, device_of<H>>>(o.video_dim),
+                                                  std::move(f), make_head<H>(d, o.num_classes, gen));
 }
 
 /// Attention-bottleneck fusion (MBT; not in the reference code): the audio stem's frames and the
@@ -163,18 +172,19 @@ template <Floating T, class H = ClassifierHead<T>>
 std::unique_ptr<BottleneckModel<T, H>> bottleneck_fusion(const StudyOptions& o = {},
                                                          Generator& gen = default_generator()) {
   detail::check(o);
-  auto a = std::make_unique<CnnStem10C5P<T>>(o.audio.stem, gen);
-  auto v = std::make_unique<InputPassthrough<T>>(o.video_dim);
-  auto f = std::make_unique<BottleneckFusion<T>>(BottleneckFusionOptions{.audio_dim = a->latent_dim(),
-                                                                         .video_dim = o.video_dim,
-                                                                         .dim = o.fused_dim,
-                                                                         .num_heads = o.mid_heads,
-                                                                         .dim_feedforward = o.mid_dim_feedforward,
-                                                                         .depth = o.mid_layers,
-                                                                         .fusion_layer = o.bottleneck_fusion_layer,
-                                                                         .bottleneck_tokens = o.bottleneck_tokens,
-                                                                         .dropout = o.audio.dropout},
-                                                 gen);
+  auto a = std::make_unique<CnnStem10C5P<T, device_of<H>>>(o.audio.stem, gen);
+  auto v = std::make_unique<InputPassthrough<T, device_of<H>>>(o.video_dim);
+  auto f = std::make_unique<BottleneckFusion<T, device_of<H>>>(
+      BottleneckFusionOptions{.audio_dim = a->latent_dim(),
+                              .video_dim = o.video_dim,
+                              .dim = o.fused_dim,
+                              .num_heads = o.mid_heads,
+                              .dim_feedforward = o.mid_dim_feedforward,
+                              .depth = o.mid_layers,
+                              .fusion_layer = o.bottleneck_fusion_layer,
+                              .bottleneck_tokens = o.bottleneck_tokens,
+                              .dropout = o.audio.dropout},
+      gen);
   return std::make_unique<BottleneckModel<T, H>>(std::move(a), std::move(v), std::move(f),
                                                  make_head<H>(o.fused_dim, o.num_classes, gen));
 }

@@ -96,22 +96,30 @@ template <Floating T, Device D> Tensor<T, D>& trunc_normal_(Tensor<T, D>& w, dou
                                                             double a = -2.0, double b = 2.0,
                                                             Generator& gen = default_generator()) {
   AVGRAD_CHECK(std > 0 && a < b, "init::trunc_normal_", "need std > 0 and a < b, got std ", std, " [", a, ", ", b, "]");
-  auto cdf = [](double x) { return 0.5 * (1.0 + std::erf(x / std::sqrt(2.0))); };
-  const double lo = cdf((a - mean) / std), hi = cdf((b - mean) / std);
-  auto u = rand<double, D>(w.shape(), gen, 2 * lo - 1, 2 * hi - 1);  // uniform on [2l−1, 2h−1]
-  auto v = detail::map<T>(u, [=](double x) {
-    // erfinv by Newton on erf (few steps from a good start): x ∈ (−1, 1)
-    double y = 0.0;
-    if (x > -1 && x < 1) {
-      double t = std::log(1 - x * x);
-      y = std::copysign(
-          std::sqrt(std::sqrt(std::pow(4.330746750799873 + t / 2, 2) - t / 0.147) - (4.330746750799873 + t / 2)), x);
-      for (int i = 0; i < 3; ++i) y -= (std::erf(y) - x) / (2 / std::sqrt(M_PI) * std::exp(-y * y));
-    }
-    double z = mean + std * std::sqrt(2.0) * y;
-    return static_cast<T>(std::min(std::max(z, a), b));
-  });
-  return fill_from(w, v);
+  if constexpr (!std::same_as<D, Cpu>) {  // drawn on the host from the same stream, then moved
+    auto host = Tensor<T, Cpu>::empty(w.shape());
+    trunc_normal_(host, mean, std, a, b, gen);
+    NoGradGuard no_grad;
+    copy_(w, host.template to<D>());
+    return w;
+  } else {
+    auto cdf = [](double x) { return 0.5 * (1.0 + std::erf(x / std::sqrt(2.0))); };
+    const double lo = cdf((a - mean) / std), hi = cdf((b - mean) / std);
+    auto u = rand<double, D>(w.shape(), gen, 2 * lo - 1, 2 * hi - 1);  // uniform on [2l−1, 2h−1]
+    auto v = detail::map<T>(u, [=](double x) {
+      // erfinv by Newton on erf (few steps from a good start): x ∈ (−1, 1)
+      double y = 0.0;
+      if (x > -1 && x < 1) {
+        double t = std::log(1 - x * x);
+        y = std::copysign(
+            std::sqrt(std::sqrt(std::pow(4.330746750799873 + t / 2, 2) - t / 0.147) - (4.330746750799873 + t / 2)), x);
+        for (int i = 0; i < 3; ++i) y -= (std::erf(y) - x) / (2 / std::sqrt(M_PI) * std::exp(-y * y));
+      }
+      double z = mean + std * std::sqrt(2.0) * y;
+      return static_cast<T>(std::min(std::max(z, a), b));
+    });
+    return fill_from(w, v);
+  }
 }
 
 }  // namespace avgrad::nn::init

@@ -133,6 +133,16 @@ template <Floating T, Device D = Cpu> class Module {
     return r;
   }
 
+  /// The same from a state dict held on another device: a CPU checkpoint into the GPU
+  /// twin of a model, or a GPU model's weights back into a CPU one. Modules are typed on
+  /// their device, so moving a model is building its twin and loading this.
+  template <Device E>
+  requires(!std::same_as<E, D>) LoadReport load_state_dict(const StateDict<T, E>& dict, bool strict = true) {
+    StateDict<T, D> moved;
+    for (const auto& [n, t] : dict) moved.emplace(n, t.template to<D>());
+    return load_state_dict(moved, strict);
+  }
+
   // ---- modes ----------------------------------------------------------------------
   /// Training mode for this module and every descendant (dropout active, batch
   /// norm uses batch statistics and updates its running estimates).

@@ -58,9 +58,9 @@ template <Floating T, Device D = Cpu> class BatchNormBase : public UnaryModule<T
     double factor = momentum_.value_or(0.0);
     if (this->is_training() && track) {
       NoGradGuard no_grad;
-      auto increment = [](T v) { return v + T(1); };
-      apply_(num_batches_tracked, increment, name_);
-      if (!momentum_) factor = 1.0 / static_cast<double>(num_batches_tracked.item());
+      apply_(
+          num_batches_tracked, [] AVGRAD_HOST_DEVICE(T v) { return v + T(1); }, name_);
+      if (!momentum_) factor = 1.0 / static_cast<double>(num_batches_tracked.template to<Cpu>().item());
     }
     const bool use_batch_stats = this->is_training() || !track;
     // running stats are passed only where they are read (eval) or updated (training)

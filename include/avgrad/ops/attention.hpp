@@ -52,9 +52,10 @@ template <Floating T, Device D> Tensor<T, D> scaled_dot_product_attention(const 
     AVGRAD_CHECK(broadcast_shapes(allowed.shape(), scores.shape(), op) == scores.shape(), op, "mask of shape ",
                  allowed.shape(), " does not broadcast to scores ", scores.shape());
   if (opt.causal) {
-    auto tri = Tensor<bool, D>::empty(Shape{Lq, Lk});
+    auto host_tri = Tensor<bool, Cpu>::empty(Shape{Lq, Lk});  // built on the host, moved once
     for (std::int64_t i = 0; i < Lq; ++i)
-      for (std::int64_t j = 0; j < Lk; ++j) tri.data()[i * Lk + j] = j <= i;
+      for (std::int64_t j = 0; j < Lk; ++j) host_tri.data()[i * Lk + j] = j <= i;
+    auto tri = host_tri.template to<D>();
     allowed = allowed.defined() ? logical_and(allowed, tri) : tri;
   }
   Tensor<T, D> weights;

@@ -252,6 +252,30 @@ template <Floating T> Tensor<T, Cpu> bias_grad_kernel(const Tensor<T, Cpu>& dy) 
   return db;
 }
 
+}  // namespace detail
+
+namespace backend {
+/// The device seam of convolution: forward(img, w, bias, geo, groups, out_shape),
+/// data(dy, w, bias, geo, groups, img_shape), weight(img, dy, geo, groups, w_shape) and
+/// bias_grad(dy), with the detail:: kernels' signatures on Tensor<T, D>.
+/// Conv<Cuda> (cuDNN) lives in cuda/avgrad/cuda/conv.cuh.
+template <Device D> struct Conv;
+template <> struct Conv<Cpu> {
+  template <class T, class... A> static auto forward(const Tensor<T, Cpu>& x, const A&... a) {
+    return detail::conv_forward_kernel(x, a...);
+  }
+  template <class T, class... A> static auto data(const Tensor<T, Cpu>& dy, const A&... a) {
+    return detail::conv_data_kernel(dy, a...);
+  }
+  template <class T, class... A> static auto weight(const Tensor<T, Cpu>& x, const A&... a) {
+    return detail::conv_weight_kernel(x, a...);
+  }
+  template <class T> static auto bias_grad(const Tensor<T, Cpu>& dy) { return detail::bias_grad_kernel(dy); }
+};
+}  // namespace backend
+
+namespace detail {
+
 /// Conv geometry (normalised to 3 spatial dims) from N-d extents.
 template <int N> cpu::ConvGeometry make_geometry(std::int64_t channels, const Shape& in, const Shape& out,
                                                  const Shape& kernel, const ConvArg<N>& stride, const ConvArg<N>& pad,
@@ -337,8 +361,8 @@ Tensor<T, D> conv_nd(const char* op, const Tensor<T, D>& x, const Tensor<T, D>& 
   const cpu::ConvGeometry g = make_geometry<N>(C, in, out, k, stride, pad, dil);
   Shape ys{batch, Co};
   for (auto e : out) ys.push_back(e);
-  Tensor<T, D> y = conv_forward_kernel(x.detach(), w.detach(), bias.defined() ? bias.detach() : Tensor<T, D>(), g,
-                                       groups, ys);  // (N, Co, out…)
+  Tensor<T, D> y = backend::Conv<D>::forward(x.detach(), w.detach(), bias.defined() ? bias.detach() : Tensor<T, D>(), g,
+                                             groups, ys);  // (N, Co, out…)
   if (!autograd::any_requires_grad<T, D>({&x, &w, &bias})) return y;
   // x is needed only for dW, w only for dX
   autograd::Saved<T, D> sx(w.requires_grad() ? x : Tensor<T, D>()), sw(x.requires_grad() ? w : Tensor<T, D>());
@@ -350,9 +374,9 @@ Tensor<T, D> conv_nd(const char* op, const Tensor<T, D>& x, const Tensor<T, D>& 
     // y[n]_g = W_g · cols(x[n])_g + b  ⇒  dx[n] = col2im(W_gᵀ · dy[n]_g),
     // dW_g = Σ_n dy[n]_g · cols(x[n])_gᵀ, db = Σ_{n, spatial} dy
     autograd::Grads<T, D> out_g(need.size());
-    if (need[0]) out_g[0] = conv_data_kernel(gy, sw.get(op), Tensor<T, D>(), g, groups, xs);  // (N, C, in…)
-    if (need[1]) out_g[1] = conv_weight_kernel(sx.get(op), gy, g, groups, ws);                // (Co, C/G, k…)
-    if (has_bias && need[2]) out_g[2] = bias_grad_kernel(gy);                                 // (Co)
+    if (need[0]) out_g[0] = backend::Conv<D>::data(gy, sw.get(op), Tensor<T, D>(), g, groups, xs);  // (N, C, in…)
+    if (need[1]) out_g[1] = backend::Conv<D>::weight(sx.get(op), gy, g, groups, ws);                // (Co, C/G, k…)
+    if (has_bias && need[2]) out_g[2] = backend::Conv<D>::bias_grad(gy);                            // (Co)
     return out_g;
   });
 }
@@ -385,8 +409,9 @@ Tensor<T, D> conv_transpose_nd(const char* op, const Tensor<T, D>& x, const Tens
   const cpu::ConvGeometry g = make_geometry<N>(Co, out, in, k, stride, pad, dil);
   Shape ys{batch, Co};
   for (auto e : out) ys.push_back(e);
-  Tensor<T, D> y = conv_data_kernel(x.detach(), w.detach(), bias.defined() ? bias.detach() : Tensor<T, D>(), g, groups,
-                                    ys);  // (N, Co, out…)
+  Tensor<T, D> y =
+      backend::Conv<D>::data(x.detach(), w.detach(), bias.defined() ? bias.detach() : Tensor<T, D>(), g, groups,
+                             ys);  // (N, Co, out…)
   if (!autograd::any_requires_grad<T, D>({&x, &w, &bias})) return y;
   autograd::Saved<T, D> sx(w.requires_grad() ? x : Tensor<T, D>()), sw(x.requires_grad() ? w : Tensor<T, D>());
   const Shape xs = x.shape(), ws = w.shape();
@@ -397,9 +422,9 @@ Tensor<T, D> conv_transpose_nd(const char* op, const Tensor<T, D>& x, const Tens
     // y[n] = col2im(W_gᵀ · x[n]_g) + b  ⇒  dx[n]_g = W_g · cols(dy[n])_g (a conv of dy),
     // dW_g = Σ_n x[n]_g · cols(dy[n])_gᵀ, db = Σ_{n, spatial} dy
     autograd::Grads<T, D> out_g(need.size());
-    if (need[0]) out_g[0] = conv_forward_kernel(gy, sw.get(op), Tensor<T, D>(), g, groups, xs);  // (N, Cin, in…)
-    if (need[1]) out_g[1] = conv_weight_kernel(gy, sx.get(op), g, groups, ws);                   // (Cin, Co/G, k…)
-    if (has_bias && need[2]) out_g[2] = bias_grad_kernel(gy);                                    // (Co)
+    if (need[0]) out_g[0] = backend::Conv<D>::forward(gy, sw.get(op), Tensor<T, D>(), g, groups, xs);  // (N, Cin, in…)
+    if (need[1]) out_g[1] = backend::Conv<D>::weight(gy, sx.get(op), g, groups, ws);  // (Cin, Co/G, k…)
+    if (has_bias && need[2]) out_g[2] = backend::Conv<D>::bias_grad(gy);              // (Co)
     return out_g;
   });
 }

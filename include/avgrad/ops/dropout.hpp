@@ -25,18 +25,19 @@ template <class T> struct DropoutMask {
     return philox_uniform<T>(key, offset, i) >= p ? scale : T(0);
   }
 };
+/// v ↦ v · m(i): applies a counter-based mask functor (named: it crosses a kernel launch).
+template <class M> struct Masked {
+  M m;
+  template <class T> AVGRAD_HOST_DEVICE T operator()(T v, std::uint64_t i) const { return v * m(i); }
+};
 }  // namespace fn
 
 namespace detail {
 /// out_i = v_i · mask(i) over the row-major elements of v (any strides); contiguous output.
-template <Floating T> Tensor<T, Cpu> apply_dropout_mask(const Tensor<T, Cpu>& v, fn::DropoutMask<T> mask) {
+template <Floating T, Device D> Tensor<T, D> apply_dropout_mask(const Tensor<T, D>& v, fn::DropoutMask<T> mask) {
   auto vc = v.detach().contiguous();
-  auto out = Tensor<T, Cpu>::empty(v.shape());
-  const T* in = vc.data();
-  T* o = out.data();
-  const std::int64_t n = v.numel();
-#pragma omp parallel for if (n >= cpu::kParallelGrain && !omp_in_parallel())
-  for (std::int64_t i = 0; i < n; ++i) o[i] = in[i] * mask(static_cast<std::uint64_t>(i));
+  auto out = Tensor<T, D>::empty(v.shape());
+  backend::Loops<D>::map_indexed(out.data(), vc.data(), v.numel(), fn::Masked<fn::DropoutMask<T>>{mask});
   return out;
 }
 }  // namespace detail

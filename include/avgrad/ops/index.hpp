@@ -33,9 +33,11 @@ inline Shape index_position(const Shape& shape, std::int64_t flat) {
 
 /// The values of idx in row-major order, each checked to lie in [0, n).
 /// `where()` describes the indexed dim for the error message (built only on failure).
-template <class Where> std::vector<std::int64_t> checked_indices(const Tensor<std::int64_t, Cpu>& idx, std::int64_t n,
-                                                                 const char* op, Where where) {
-  std::vector<std::int64_t> v = idx.to_vector();
+/// Device indices are copied to the host for the check (one synchronisation).
+template <Device D, class Where> std::vector<std::int64_t> checked_indices(const Tensor<std::int64_t, D>& idx,
+                                                                           std::int64_t n, const char* op,
+                                                                           Where where) {
+  std::vector<std::int64_t> v = idx.template to<Cpu>().to_vector();
   for (std::size_t k = 0; k < v.size(); ++k)
     AVGRAD_CHECK(v[k] >= 0 && v[k] < n, op, "index ", v[k], " at position ",
                  index_position(idx.shape(), static_cast<std::int64_t>(k)), " is out of range for ", where(),
@@ -106,6 +108,21 @@ template <Element T> void scatter_add_along(Tensor<T, Cpu>& dst, int a, const st
 
 }  // namespace detail
 
+namespace backend {
+/// The device seam of per-element gathers along one axis (gather, scatter_add):
+/// gather(x, a, idx, ishape) and scatter_add(dst, a, idx, ishape, src), with the detail::
+/// kernels' signatures on Tensor<T, D>. AxisGather<Cuda>: cuda/avgrad/cuda/gather.cuh.
+template <Device D> struct AxisGather;
+template <> struct AxisGather<Cpu> {
+  template <class T, class... A> static auto gather(const Tensor<T, Cpu>& x, const A&... a) {
+    return detail::gather_along(x, a...);
+  }
+  template <class T, class... A> static void scatter_add(Tensor<T, Cpu>& dst, const A&... a) {
+    detail::scatter_add_along(dst, a...);
+  }
+};
+}  // namespace backend
+
 /// Rows of x along `axis` picked by idx (0-D or 1-D, entries in [0, extent),
 /// repeats allowed): out extent along axis = idx.numel(), other dims as x.
 /// Gradient: scatter-add of g back to the picked positions (repeats accumulate).
@@ -140,13 +157,13 @@ Tensor<T, D> gather(const Tensor<T, D>& x, std::int64_t axis, const Tensor<std::
   auto v = std::make_shared<const std::vector<std::int64_t>>(detail::checked_indices(
       idx, x.shape()[a], "gather", [&] { return detail::concat("dim ", a, " of input shape ", x.shape()); }));
   const Shape is = idx.shape();
-  auto y = detail::gather_along(x, a, *v, is);
+  auto y = backend::AxisGather<D>::gather(x, a, *v, is);
   if constexpr (Floating<T>) {
     Shape in = x.shape();
     // y[p] = x[p|a←idx[p]] → ∂y[p]/∂x[q] = [q = p|a←idx[p]], so dx[q] = Σ_{p ↦ q} g[p]
     return autograd::record<T, D>("gather", y, {x}, [=](const Tensor<T, D>& g, const std::vector<bool>&) {
       auto dx = zeros<T, D>(in);
-      detail::scatter_add_along(dx, a, *v, is, g);
+      backend::AxisGather<D>::scatter_add(dx, a, *v, is, g);
       return autograd::Grads<T, D>{dx};
     });
   }
@@ -175,7 +192,7 @@ requires(!std::same_as<T, bool>) Tensor<T, D> scatter_add(const Tensor<T, D>& x,
       idx, x.shape()[a], "scatter_add", [&] { return detail::concat("dim ", a, " of input shape ", x.shape()); }));
   const Shape is = idx.shape();
   auto y = detail::copy_contiguous(x);
-  detail::scatter_add_along(y, a, *v, is, src);
+  backend::AxisGather<D>::scatter_add(y, a, *v, is, src);
   if constexpr (Floating<T>) {
     Shape src_shape = src.shape();
     return autograd::record<T, D>("scatter_add", y, {x, src},
@@ -184,14 +201,13 @@ requires(!std::same_as<T, bool>) Tensor<T, D> scatter_add(const Tensor<T, D>& x,
                                     if (need[0]) gs[0] = g;  // y = x + (scattered src): ∂y/∂x = I
                                     if (need[1]) {
                                       // y[p|a←idx[p]] gets src[p]: dsrc[p] = g[p|a←idx[p]], a gather of g
-                                      auto picked = detail::gather_along(g, a, *v, is);
+                                      auto picked = backend::AxisGather<D>::gather(g, a, *v, is);
                                       if (is == src_shape) {
                                         gs[1] = picked;
                                       } else {
                                         auto z = zeros<T, D>(src_shape);
                                         auto region = Tensor<T, D>::from_storage(z.storage(), is, z.strides(), 0);
-                                        detail::map_into(
-                                            region, picked, [](T e) { return e; }, "scatter_add backward");
+                                        detail::map_into(region, picked, detail::Identity{}, "scatter_add backward");
                                         gs[1] = z;
                                       }
                                     }
@@ -208,21 +224,26 @@ Tensor<T, D> one_hot(const Tensor<std::int64_t, D>& labels, std::int64_t num_cla
   detail::check_defined(labels, "one_hot");
   AVGRAD_CHECK(num_classes > 0 || num_classes == -1, "one_hot", "num_classes must be positive or -1, got ",
                num_classes);
-  std::int64_t k = num_classes;
-  if (k == -1) {
-    AVGRAD_CHECK(labels.numel() > 0, "one_hot", "cannot infer num_classes from empty labels of shape ", labels.shape());
-    k = 0;
-    for (auto l : labels.to_vector()) k = std::max(k, l + 1);
-    k = std::max<std::int64_t>(k, 1);
+  if constexpr (!std::same_as<D, Cpu>) {  // built on the host, moved once
+    return one_hot<T, Cpu>(labels.template to<Cpu>(), num_classes).template to<D>();
+  } else {
+    std::int64_t k = num_classes;
+    if (k == -1) {
+      AVGRAD_CHECK(labels.numel() > 0, "one_hot", "cannot infer num_classes from empty labels of shape ",
+                   labels.shape());
+      k = 0;
+      for (auto l : labels.to_vector()) k = std::max(k, l + 1);
+      k = std::max<std::int64_t>(k, 1);
+    }
+    auto v = detail::checked_indices(labels, k, "one_hot", [&] { return detail::concat(k, " classes"); });
+    Shape out = labels.shape();
+    AVGRAD_CHECK(out.rank() < kMaxRank, "one_hot", "labels of shape ", out, " leave no room for a class dim");
+    out.push_back(k);
+    auto y = zeros<T, D>(out);
+    T* p = y.data();
+    for (std::size_t i = 0; i < v.size(); ++i) p[static_cast<std::int64_t>(i) * k + v[i]] = T(1);
+    return y;
   }
-  auto v = detail::checked_indices(labels, k, "one_hot", [&] { return detail::concat(k, " classes"); });
-  Shape out = labels.shape();
-  AVGRAD_CHECK(out.rank() < kMaxRank, "one_hot", "labels of shape ", out, " leave no room for a class dim");
-  out.push_back(k);
-  auto y = zeros<T, D>(out);
-  T* p = y.data();
-  for (std::size_t i = 0; i < v.size(); ++i) p[static_cast<std::int64_t>(i) * k + v[i]] = T(1);
-  return y;
 }
 
 /// out = mask ? value : x, with mask broadcast to x's shape (out has x's shape).
@@ -234,14 +255,14 @@ Tensor<T, D> masked_fill(const Tensor<T, D>& x, const Tensor<bool, D>& mask, std
   AVGRAD_CHECK(mask.dim() <= x.dim() && broadcast_shapes(mask.shape(), x.shape(), "masked_fill") == x.shape(),
                "masked_fill", "mask of shape ", mask.shape(), " does not broadcast to input shape ", x.shape());
   auto y = detail::map<T>(
-      x, mask, [value](T e, bool m) { return m ? value : e; }, "masked_fill");
+      x, mask, [value] AVGRAD_HOST_DEVICE(T e, bool m) { return m ? value : e; }, "masked_fill");
   if constexpr (Floating<T>) {
     if (!autograd::any_requires_grad<T, D>({&x})) return y;
     autograd::Saved<bool, D> sm(mask);
     // y = x where !mask, constant where mask: dy/dx = [!mask]
     return autograd::record<T, D>("masked_fill", y, {x}, [sm](const Tensor<T, D>& g, const std::vector<bool>&) {
       return autograd::Grads<T, D>{detail::map<T>(
-          g, sm.get("masked_fill"), [](T e, bool m) { return m ? T(0) : e; }, "masked_fill")};
+          g, sm.get("masked_fill"), [] AVGRAD_HOST_DEVICE(T e, bool m) { return m ? T(0) : e; }, "masked_fill")};
     });
   }
   return y;

@@ -181,16 +181,35 @@ Tensor<T, Cpu> scatter_by_maps(const Tensor<T, Cpu>& g, const Shape& in_shape, c
 }
 
 /// The gather-by-maps op with its recorded backward (pad, repeat, flip, roll, index_select).
+}  // namespace detail
+
+namespace backend {
+/// The device seam of index-map gathers (pad, repeat, flip, roll, index_select):
+/// gather(x, out_shape, maps, fill) and its adjoint scatter(g, in_shape, maps), with the
+/// detail:: kernels' signatures on Tensor<T, D>. MapGather<Cuda>: cuda/avgrad/cuda/gather.cuh.
+template <Device D> struct MapGather;
+template <> struct MapGather<Cpu> {
+  template <class T, class... A> static auto gather(const Tensor<T, Cpu>& x, const A&... a) {
+    return detail::gather_by_maps(x, a...);
+  }
+  template <class T, class... A> static auto scatter(const Tensor<T, Cpu>& g, const A&... a) {
+    return detail::scatter_by_maps(g, a...);
+  }
+};
+}  // namespace backend
+
+namespace detail {
+
 template <Element T, Device D> Tensor<T, D> mapped_gather_op(const char* name, const Tensor<T, D>& x,
                                                              const Shape& out_shape, IndexMaps maps, T fill = T(0)) {
-  auto y = gather_by_maps(x, out_shape, maps, fill);
+  auto y = backend::MapGather<D>::gather(x, out_shape, maps, fill);
   if constexpr (Floating<T>) {
     if (!autograd::any_requires_grad<T, D>({&x})) return y;
     auto m = std::make_shared<const IndexMaps>(std::move(maps));
     Shape in = x.shape();
     // dx = Mᵀg: every input element collects the gradients of the outputs that read it
     return autograd::record<T, D>(name, y, {x}, [m, in](const Tensor<T, D>& g, const std::vector<bool>&) {
-      return autograd::Grads<T, D>{scatter_by_maps(g, in, *m)};
+      return autograd::Grads<T, D>{backend::MapGather<D>::scatter(g, in, *m)};
     });
   }
   return y;
@@ -241,8 +260,7 @@ template <Element T, Device D> Tensor<T, D> concat(const std::vector<Tensor<T, D
   auto y = Tensor<T, D>::empty(out);
   for (std::size_t i = 0; i < xs.size(); ++i) {
     auto slab = y.narrow(a, starts[i], sizes[i]);
-    detail::map_into(
-        slab, xs[i], [](T v) { return v; }, "concat");
+    detail::map_into(slab, xs[i], detail::Identity{}, "concat");
   }
   if constexpr (Floating<T>) {
     // y = [x_0 | x_1 | …] along a, so dx_i = g[.., starts_i : starts_i + sizes_i, ..]
@@ -277,8 +295,7 @@ template <Element T, Device D> Tensor<T, D> stack(const std::vector<Tensor<T, D>
   auto y = Tensor<T, D>::empty(out);
   for (std::size_t i = 0; i < xs.size(); ++i) {
     auto slot = y.select(a, static_cast<std::int64_t>(i));
-    detail::map_into(
-        slot, xs[i], [](T v) { return v; }, "stack");
+    detail::map_into(slot, xs[i], detail::Identity{}, "stack");
   }
   if constexpr (Floating<T>) {
     // y[.., i, ..] = x_i, so dx_i = g[.., i, ..]

@@ -55,13 +55,14 @@ inline bool parallel_worth(std::int64_t work, std::int64_t items) {
 }
 
 /// 1/√(v + eps) elementwise, computed in double.
-template <Floating T> Tensor<T, Cpu> inv_std(const Tensor<T, Cpu>& var, double eps) {
-  return map<T>(var, [eps](T v) { return static_cast<T>(1.0 / std::sqrt(static_cast<double>(v) + eps)); });
+template <Floating T, Device D> Tensor<T, D> inv_std(const Tensor<T, D>& var, double eps) {
+  return map<T>(var,
+                [eps] AVGRAD_HOST_DEVICE(T v) { return static_cast<T>(1.0 / ::sqrt(static_cast<double>(v) + eps)); });
 }
 
-/// An affine parameter as a contiguous host tensor of `c` entries; `fill` where undefined.
-template <Floating T> Tensor<T, Cpu> affine_or(const Tensor<T, Cpu>& p, std::int64_t c, T fill) {
-  return p.defined() ? p.detach().contiguous().reshape({c}) : full<T>(Shape{c}, fill);
+/// An affine parameter as a contiguous tensor of `c` entries; `fill` where undefined.
+template <Floating T, Device D> Tensor<T, D> affine_or(const Tensor<T, D>& p, std::int64_t c, T fill) {
+  return p.defined() ? p.detach().contiguous().reshape({c}) : full<T, D>(Shape{c}, fill);
 }
 
 // ---- batch norm kernels: x, g contiguous (N, C, S); one set per channel ---------
@@ -103,7 +104,7 @@ template <Floating T> Tensor<T, Cpu> batch_norm_apply(const Tensor<T, Cpu>& x, c
   return y;
 }
 
-template <Floating T> struct NormGrads { Tensor<T, Cpu> dx, dw, db; };
+template <Floating T, Device D = Cpu> struct NormGrads { Tensor<T, D> dx, dw, db; };
 
 /// Backward of batch_norm. Per channel, over its m = N·S elements:
 ///   dβ = Σ g,  dγ = Σ g·x̂.
@@ -193,8 +194,8 @@ template <class F> inline void for_row(const RowNormLayout& L, F&& f) {
   }
 }
 
-template <Floating T> struct RowNormForward {
-  Tensor<T, Cpu> y, mean, rstd;  // y: x's shape; mean, rstd: (rows)
+template <Floating T, Device D = Cpu> struct RowNormForward {
+  Tensor<T, D> y, mean, rstd;  // y: x's shape; mean, rstd: (rows)
 };
 
 /// y = (x − μ_row)·r_row·γ_k + β_k, statistics per row.
@@ -289,6 +290,34 @@ template <Floating T> NormGrads<T> row_norm_backward(const Tensor<T, Cpu>& x, co
   return out;
 }
 
+}  // namespace detail
+
+namespace backend {
+/// The device seam of the normalisation kernels: batch_moments, batch_apply,
+/// batch_backward, row_forward and row_backward, with the detail:: kernels'
+/// signatures on Tensor<T, D>. Norm<Cuda> lives in cuda/avgrad/cuda/norm.cuh.
+template <Device D> struct Norm;
+template <> struct Norm<Cpu> {
+  template <class T, class... A> static auto batch_moments(const Tensor<T, Cpu>& x, A... a) {
+    return detail::batch_norm_moments(x, a...);
+  }
+  template <class T, class... A> static auto batch_apply(const Tensor<T, Cpu>& x, const A&... a) {
+    return detail::batch_norm_apply(x, a...);
+  }
+  template <class T, class... A> static auto batch_backward(const Tensor<T, Cpu>& x, const A&... a) {
+    return detail::batch_norm_backward(x, a...);
+  }
+  template <class T, class... A> static auto row_forward(const Tensor<T, Cpu>& x, const A&... a) {
+    return detail::row_norm_forward(x, a...);
+  }
+  template <class T, class... A> static auto row_backward(const Tensor<T, Cpu>& x, const A&... a) {
+    return detail::row_norm_backward(x, a...);
+  }
+};
+}  // namespace backend
+
+namespace detail {
+
 /// The op around the row kernels: forward, then a recorded dedicated backward.
 /// weight, bias: undefined or of L.channels() elements (any shape; checked by the
 /// caller); their gradients come back in their own shapes.
@@ -298,18 +327,18 @@ template <Floating T, Device D> Tensor<T, D> row_norm(const char* name, const Te
   const std::int64_t C = L.channels();
   auto xc = x.detach().contiguous();
   auto w = affine_or(weight, C, T(1));
-  auto fw = row_norm_forward(xc, L, w, affine_or(bias, C, T(0)), eps);
+  auto fw = backend::Norm<D>::row_forward(xc, L, w, affine_or(bias, C, T(0)), eps);
   if (!autograd::any_requires_grad<T, D>({&x, &weight, &bias})) return fw.y;
   autograd::Saved<T, D> sx(xc), sw(w);
   Tensor<T, D> mean = fw.mean, rstd = fw.rstd;
   Shape w_shape = weight.defined() ? weight.shape() : Shape{}, b_shape = bias.defined() ? bias.shape() : Shape{};
-  return autograd::record<T, D>(
-      name, fw.y, {x, weight, bias}, [=](const Tensor<T, D>& g, const std::vector<bool>& need) {
-        auto r =
-            row_norm_backward(sx.get(name), g.contiguous(), sw.get(name), mean, rstd, L, need[0], need[1], need[2]);
-        return autograd::Grads<T, D>{r.dx, need[1] ? r.dw.reshape(w_shape) : Tensor<T, D>(),
-                                     need[2] ? r.db.reshape(b_shape) : Tensor<T, D>()};
-      });
+  return autograd::record<T, D>(name, fw.y, {x, weight, bias},
+                                [=](const Tensor<T, D>& g, const std::vector<bool>& need) {
+                                  auto r = backend::Norm<D>::row_backward(sx.get(name), g.contiguous(), sw.get(name),
+                                                                          mean, rstd, L, need[0], need[1], need[2]);
+                                  return autograd::Grads<T, D>{r.dx, need[1] ? r.dw.reshape(w_shape) : Tensor<T, D>(),
+                                                               need[2] ? r.db.reshape(b_shape) : Tensor<T, D>()};
+                                });
 }
 
 inline void check_eps(double eps, const char* op) {
@@ -358,16 +387,17 @@ template <Floating T, Device D> Tensor<T, D> batch_norm(const Tensor<T, D>& x, c
   auto xc = x.detach().contiguous();
   Tensor<T, D> mean, rstd;
   if (training) {
-    auto [mu, var_b] = detail::batch_norm_moments(xc, N, C, S);
+    auto [mu, var_b] = backend::Norm<D>::batch_moments(xc, N, C, S);
     mean = mu;
     rstd = detail::inv_std(var_b, eps);
     if (running_mean.defined()) {
       NoGradGuard no_grad;
       const double mom = momentum, unbias = static_cast<double>(N * S) / static_cast<double>(N * S - 1);
       apply_(
-          running_mean, mu, [mom](T r, T b) { return static_cast<T>((1 - mom) * r + mom * b); }, op);
+          running_mean, mu, [mom] AVGRAD_HOST_DEVICE(T r, T b) { return static_cast<T>((1 - mom) * r + mom * b); }, op);
       apply_(
-          running_var, var_b, [mom, unbias](T r, T v) { return static_cast<T>((1 - mom) * r + mom * unbias * v); }, op);
+          running_var, var_b,
+          [mom, unbias] AVGRAD_HOST_DEVICE(T r, T v) { return static_cast<T>((1 - mom) * r + mom * unbias * v); }, op);
     }
   } else {
     // copies: a later training step may update the running stats before this backward
@@ -375,12 +405,12 @@ template <Floating T, Device D> Tensor<T, D> batch_norm(const Tensor<T, D>& x, c
     rstd = detail::inv_std(running_var.detach(), eps);
   }
   auto w = detail::affine_or(weight, C, T(1));
-  auto y = detail::batch_norm_apply(xc, x.shape(), mean, rstd, w, detail::affine_or(bias, C, T(0)), N, C, S);
+  auto y = backend::Norm<D>::batch_apply(xc, x.shape(), mean, rstd, w, detail::affine_or(bias, C, T(0)), N, C, S);
   if (!autograd::any_requires_grad<T, D>({&x, &weight, &bias})) return y;
   autograd::Saved<T, D> sx(xc), sw(w);
   return autograd::record<T, D>(op, y, {x, weight, bias}, [=](const Tensor<T, D>& g, const std::vector<bool>& need) {
-    auto r = detail::batch_norm_backward(sx.get(op), g.contiguous(), sw.get(op), mean, rstd, N, C, S, training, need[0],
-                                         need[1], need[2]);
+    auto r = backend::Norm<D>::batch_backward(sx.get(op), g.contiguous(), sw.get(op), mean, rstd, N, C, S, training,
+                                              need[0], need[1], need[2]);
     return autograd::Grads<T, D>{r.dx, r.dw, r.db};
   });
 }

@@ -154,30 +154,55 @@ Tensor<T, Cpu> avg_pool_backward_kernel(const Tensor<T, Cpu>& g, const Shape& in
   return dx;
 }
 
+}  // namespace detail
+
+namespace backend {
+/// The device seam of pooling: max_forward(x, geo, idx*), max_backward(g, idx, in_shape,
+/// geo), avg_forward(x, geo), avg_backward(g, in_shape, geo), with the detail:: kernels'
+/// signatures on Tensor<T, D>. Pool<Cuda> lives in cuda/avgrad/cuda/pool.cuh.
+template <Device D> struct Pool;
+template <> struct Pool<Cpu> {
+  template <class T, class... A> static auto max_forward(const Tensor<T, Cpu>& x, A... a) {
+    return detail::max_pool_kernel(x, a...);
+  }
+  template <class T, class... A> static auto max_backward(const Tensor<T, Cpu>& g, const A&... a) {
+    return detail::max_pool_backward_kernel(g, a...);
+  }
+  template <class T, class... A> static auto avg_forward(const Tensor<T, Cpu>& x, const A&... a) {
+    return detail::avg_pool_kernel(x, a...);
+  }
+  template <class T, class... A> static auto avg_backward(const Tensor<T, Cpu>& g, const A&... a) {
+    return detail::avg_pool_backward_kernel(g, a...);
+  }
+};
+}  // namespace backend
+
+namespace detail {
+
 /// Max pool (strided or adaptive, per geometry) with its argmax-routing backward.
 template <Floating T, Device D>
 Tensor<T, D> max_pool_nd(const char* op, const Tensor<T, D>& x, const cpu::PoolGeometry& geo) {
   const bool grad = autograd::any_requires_grad<T, D>({&x});
   Tensor<std::int64_t, D> idx;
-  auto y = max_pool_kernel(x, geo, grad ? &idx : nullptr);
+  auto y = backend::Pool<D>::max_forward(x, geo, grad ? &idx : nullptr);
   if (!grad) return y;
   Shape in = x.shape();
   // y_o = x_{a(o)}, a(o) the argmax of window o (fixed near x: no ties)
   //   ⇒ dx_i = Σ_{o : a(o) = i} g_o — a scatter-add along the saved indices
   return autograd::record<T, D>(op, y, {x}, [=](const Tensor<T, D>& g, const std::vector<bool>&) {
-    return autograd::Grads<T, D>{max_pool_backward_kernel(g, idx, in, geo)};
+    return autograd::Grads<T, D>{backend::Pool<D>::max_backward(g, idx, in, geo)};
   });
 }
 
 /// Average pool (strided or adaptive, per geometry) with its spreading backward.
 template <Floating T, Device D>
 Tensor<T, D> avg_pool_nd(const char* op, const Tensor<T, D>& x, const cpu::PoolGeometry& geo) {
-  auto y = avg_pool_kernel(x, geo);
+  auto y = backend::Pool<D>::avg_forward(x, geo);
   Shape in = x.shape();
   // y_o = (1/n_o) Σ_{i ∈ W(o)} x_i  ⇒  dx_i = Σ_{o : i ∈ W(o)} g_o / n_o
   // (n_o the window's divisor; padded taps take their share of g_o and drop it)
   return autograd::record<T, D>(op, y, {x}, [=](const Tensor<T, D>& g, const std::vector<bool>&) {
-    return autograd::Grads<T, D>{avg_pool_backward_kernel(g, in, geo)};
+    return autograd::Grads<T, D>{backend::Pool<D>::avg_backward(g, in, geo)};
   });
 }
 

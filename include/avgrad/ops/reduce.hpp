@@ -271,19 +271,23 @@ template <Floating T, Device D> bool allclose(const Tensor<T, D>& a, const Tenso
                                               double atol = 1e-8, bool equal_nan = false) {
   detail::check_defined(a, "allclose");
   detail::check_defined(b, "allclose");
-  NoGradGuard ng;
-  auto bad = detail::map<bool>(
-      a.detach(), b.detach(),
-      [=](T x, T y) {
-        if (std::isnan(x) || std::isnan(y)) return !(equal_nan && std::isnan(x) && std::isnan(y));
-        if (x == y) return false;  // equal infinities
-        return !(std::abs(static_cast<double>(x) - static_cast<double>(y)) <=
-                 atol + rtol * std::abs(static_cast<double>(y)));
-      },
-      "allclose");
-  for (bool v : bad.to_vector())
-    if (v) return false;
-  return true;
+  if constexpr (!std::same_as<D, Cpu>) {  // a yes/no answer: compared on the host
+    return allclose(a.detach().template to<Cpu>(), b.detach().template to<Cpu>(), rtol, atol, equal_nan);
+  } else {
+    NoGradGuard ng;
+    auto bad = detail::map<bool>(
+        a.detach(), b.detach(),
+        [=](T x, T y) {
+          if (std::isnan(x) || std::isnan(y)) return !(equal_nan && std::isnan(x) && std::isnan(y));
+          if (x == y) return false;  // equal infinities
+          return !(std::abs(static_cast<double>(x) - static_cast<double>(y)) <=
+                   atol + rtol * std::abs(static_cast<double>(y)));
+        },
+        "allclose");
+    for (bool v : bad.to_vector())
+      if (v) return false;
+    return true;
+  }
 }
 
 /// True when every element is finite.

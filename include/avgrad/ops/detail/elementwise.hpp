@@ -24,7 +24,9 @@ template <class T> using acc_t =
 namespace backend {
 
 /// The loops of one device: map1/map2/map3 write f of up to three strided operands into a
-/// strided output of `shape`; reduce folds the reduced sub-block of every kept index.
+/// strided output of `shape`; map_indexed writes out[i] = f(in[i], i) over n contiguous
+/// elements (counter-based streams: dropout); reduce folds the reduced sub-block of
+/// every kept index.
 template <Device D> struct Loops;
 
 template <> struct Loops<Cpu> {
@@ -41,6 +43,10 @@ template <> struct Loops<Cpu> {
   static void map3(TO* out, const Strides& so, const TA* a, const Strides& sa, const TB* b, const Strides& sb,
                    const TC* c, const Strides& sc, const Shape& shape, F f) {
     cpu::map3(out, so, a, sa, b, sb, c, sc, shape, f);
+  }
+  template <class TO, class TI, class F> static void map_indexed(TO* out, const TI* in, std::int64_t n, F f) {
+#pragma omp parallel for if (n >= cpu::kParallelGrain && !omp_in_parallel())
+    for (std::int64_t i = 0; i < n; ++i) out[i] = f(in[i], static_cast<std::uint64_t>(i));
   }
   template <class TI, class Acc, class TO, class Load, class Comb, class Fin>
   static void reduce(const TI* in, const Shape& kept_shape, const Strides& kept_strides, const Shape& red_shape,
