@@ -12,6 +12,15 @@
 
 namespace avgrad::bench {
 
+/// Google Benchmark's own main: runs the benchmarks the command line selects.
+inline int run_benchmarks(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
+
 /// `flag` like "--check="; check(path) returns the exit status (0: agreement). An exception in
 /// the check is reported with the flag and gives exit status 2.
 template <class Check> int main_with_check(int argc, char** argv, std::string_view flag, Check check) {
@@ -26,11 +35,7 @@ template <class Check> int main_with_check(int argc, char** argv, std::string_vi
       }
     }
   }
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return run_benchmarks(argc, argv);
 }
 
 }  // namespace avgrad::bench

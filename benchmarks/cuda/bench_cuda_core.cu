@@ -14,35 +14,18 @@
 
 #include "avgrad/avgrad.hpp"
 #include "avgrad/cuda.cuh"
+#include "cuda_bench.cuh"
 
 using namespace avgrad;
 
 namespace {
-
-/// Times `body` (queued on the current stream) with events; skips when there is no GPU.
-template <class Body> void timed(benchmark::State& state, Body body) {
-  if (!cuda::available()) {
-    state.SkipWithError("no CUDA device present");
-    return;
-  }
-  body();  // warm-up: cuBLAS handle, cache, kernel images
-  cuda::synchronize();
-  cuda::Event start, stop;
-  for (auto _ : state) {
-    start.record(cuda::current_stream());
-    body();
-    stop.record(cuda::current_stream());
-    stop.synchronize();
-    state.SetIterationTime(stop.elapsed_ms(start) / 1e3);
-  }
-}
 
 void BM_Sgemm(benchmark::State& state) {
   const std::int64_t n = state.range(0);
   if (!cuda::available()) return state.SkipWithError("no CUDA device present");
   auto a = randn<float, Cuda>({n, n}), b = randn<float, Cuda>({n, n});
   NoGradGuard ng;
-  timed(state, [&] { benchmark::DoNotOptimize(matmul(a, b)); });
+  bench::cuda_timed(state, [&] { benchmark::DoNotOptimize(matmul(a, b)); });
   state.counters["GFLOP/s"] = benchmark::Counter(2.0 * n * n * n, benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_Sgemm)->Arg(1024)->Arg(4096)->UseManualTime()->Unit(benchmark::kMicrosecond);
@@ -52,10 +35,10 @@ void BM_SgemmCublasBare(benchmark::State& state) {
   if (!cuda::available()) return state.SkipWithError("no CUDA device present");
   auto a = randn<float, Cuda>({n, n}), b = randn<float, Cuda>({n, n});
   auto c = empty<float, Cuda>({n, n});
-  timed(state, [&] {
+  bench::cuda_timed(state, [&] {
     const float one = 1, zero = 0;
-    cublasSgemm(cuda::blas_handle(), CUBLAS_OP_N, CUBLAS_OP_N, int(n), int(n), int(n), &one, b.data(), int(n),
-                a.data(), int(n), &zero, c.data(), int(n));
+    cublasSgemm(cuda::blas_handle(), CUBLAS_OP_N, CUBLAS_OP_N, int(n), int(n), int(n), &one, b.data(), int(n), a.data(),
+                int(n), &zero, c.data(), int(n));
   });
   state.counters["GFLOP/s"] = benchmark::Counter(2.0 * n * n * n, benchmark::Counter::kIsIterationInvariantRate);
 }
@@ -66,8 +49,9 @@ void BM_AddBroadcast(benchmark::State& state) {
   if (!cuda::available()) return state.SkipWithError("no CUDA device present");
   auto x = randn<float, Cuda>({rows, cols}), b = randn<float, Cuda>({cols});
   NoGradGuard ng;
-  timed(state, [&] { benchmark::DoNotOptimize(x + b); });
-  state.counters["GB/s"] = benchmark::Counter(2.0 * rows * cols * sizeof(float), benchmark::Counter::kIsIterationInvariantRate);
+  bench::cuda_timed(state, [&] { benchmark::DoNotOptimize(x + b); });
+  state.counters["GB/s"] =
+      benchmark::Counter(2.0 * rows * cols * sizeof(float), benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_AddBroadcast)->Arg(1 << 14)->UseManualTime()->Unit(benchmark::kMicrosecond);
 
@@ -76,8 +60,9 @@ void BM_SumRows(benchmark::State& state) {
   if (!cuda::available()) return state.SkipWithError("no CUDA device present");
   auto x = randn<float, Cuda>({rows, cols});
   NoGradGuard ng;
-  timed(state, [&] { benchmark::DoNotOptimize(sum(x, {1})); });
-  state.counters["GB/s"] = benchmark::Counter(1.0 * rows * cols * sizeof(float), benchmark::Counter::kIsIterationInvariantRate);
+  bench::cuda_timed(state, [&] { benchmark::DoNotOptimize(sum(x, {1})); });
+  state.counters["GB/s"] =
+      benchmark::Counter(1.0 * rows * cols * sizeof(float), benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_SumRows)->Args({1 << 14, 1024})->Args({64, 1 << 18})->UseManualTime()->Unit(benchmark::kMicrosecond);
 
@@ -87,11 +72,12 @@ void BM_LogSoftmaxFwdBwd(benchmark::State& state) {
   auto x = randn<float, Cuda>({rows, classes});
   x.requires_grad_();
   auto seed = randn<float, Cuda>({rows, classes});
-  timed(state, [&] {
+  bench::cuda_timed(state, [&] {
     log_softmax(x).backward(seed);
     x.zero_grad();
   });
-  state.counters["GB/s"] = benchmark::Counter(5.0 * rows * classes * sizeof(float), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GB/s"] =
+      benchmark::Counter(5.0 * rows * classes * sizeof(float), benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_LogSoftmaxFwdBwd)->Args({4096, 10})->Args({4096, 527})->UseManualTime()->Unit(benchmark::kMicrosecond);
 
@@ -111,8 +97,9 @@ void BM_PgdStepLinf(benchmark::State& state) {
   auto delta = zeros<float, Cuda>({batch, n});
   const auto bud = linf_budget();
   NoGradGuard ng;
-  timed(state, [&] { attacks::pgd_step_(delta, g, x, bud, 2.0 / 255); });
-  state.counters["GB/s"] = benchmark::Counter(4.0 * batch * n * sizeof(float), benchmark::Counter::kIsIterationInvariantRate);
+  bench::cuda_timed(state, [&] { attacks::pgd_step_(delta, g, x, bud, 2.0 / 255); });
+  state.counters["GB/s"] =
+      benchmark::Counter(4.0 * batch * n * sizeof(float), benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_PgdStepLinf)->Arg(64)->UseManualTime()->Unit(benchmark::kMicrosecond);
 
@@ -123,22 +110,16 @@ void BM_PgdStepLinfUnfused(benchmark::State& state) {
   auto delta = zeros<float, Cuda>({batch, n});
   const auto bud = linf_budget();
   NoGradGuard ng;
-  timed(state, [&] {
+  bench::cuda_timed(state, [&] {
     auto moved = delta + sign(g) * (2.0 / 255);
     auto in_ball = clamp(moved, -bud.eps, bud.eps);
     delta = clamp(x + in_ball, bud.lo, bud.hi) - x;
   });
-  state.counters["GB/s"] = benchmark::Counter(4.0 * batch * n * sizeof(float), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GB/s"] =
+      benchmark::Counter(4.0 * batch * n * sizeof(float), benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_PgdStepLinfUnfused)->Arg(64)->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  if (cuda::available()) std::printf("device: %s\n", cuda::device_name().c_str());
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
+int main(int argc, char** argv) { return avgrad::bench::cuda_bench_main(argc, argv); }

@@ -1,7 +1,7 @@
 // Convolutions through cuDNN (1-d, 2-d, 3-d, grouped, strided, dilated, transposed, with
-// and without bias; heuristic and benchmarked algorithms) and the pooling kernels (max
-// with its argmax routing, average with both divisors, adaptive bins, ceil_mode) against
-// the CPU twin, forward and backward.
+// and without bias; heuristic and benchmarked algorithms) and through the im2col fallback,
+// and the pooling kernels (max with its argmax routing, average with both divisors,
+// adaptive bins, ceil_mode) against the CPU twin, forward and backward.
 #include "cuda_twin.cuh"
 
 using namespace avgrad;
@@ -85,6 +85,26 @@ TEST(CudaConv, BenchmarkModeAndDoubleAgree) {
     return conv2d(v[0], v[1], Tn(), 2, 1);
   };
   expect_twin<double>("double precision", {x, w}, Fcd(f), Fgd(f), 1e-12, 1e-12);
+}
+
+TEST(CudaConv, Im2colFallbackMatchesTheCpu) {
+  AVGRAD_REQUIRE_GPU();
+  cuda::set_conv_path(cuda::ConvPath::im2col);
+  twin("fallback conv2d, groups 2, stride (2, 1), dilation 2, bias",
+       {leaf({2, 4, 12, 10}, 50), leaf({6, 2, 3, 2}, 51), leaf({6}, 52)}, [](const auto& v) {
+         return conv2d(v[0], v[1], v[2], {2, 1}, {1, 0}, 2, 2);
+       });
+  twin("fallback conv3d", {leaf({2, 3, 5, 8, 8}, 53), leaf({4, 3, 3, 3, 3}, 54)}, [](const auto& v) {
+    using Tn = std::decay_t<decltype(v[0])>;
+    return conv3d(v[0], v[1], Tn(), {1, 2, 2}, 1);
+  });
+  twin("fallback conv_transpose2d", {leaf({2, 4, 5, 6}, 55), leaf({4, 3, 3, 3}, 56), leaf({3}, 57)},
+       [](const auto& v) { return conv_transpose2d(v[0], v[1], v[2], 2, 1, 1); });
+  twin("fallback conv1d", {leaf({3, 4, 20}, 58), leaf({6, 4, 5}, 59)}, [](const auto& v) {
+    using Tn = std::decay_t<decltype(v[0])>;
+    return conv1d(v[0], v[1], Tn(), 2, 1);
+  });
+  cuda::set_conv_path(cuda::ConvPath::cudnn);
 }
 
 TEST(CudaPool, MaxAndAveragePoolsForwardAndBackward) {

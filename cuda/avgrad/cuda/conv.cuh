@@ -5,6 +5,8 @@
 // come from cuDNN's heuristics, or from timing every candidate when benchmark mode is on
 // (torch.backends.cudnn.benchmark), and are cached per problem. Backward algorithms are
 // restricted to deterministic ones, and TF32 follows cuda::set_allow_tf32 as GEMM does.
+// Problems beyond cuDNN's 32-bit sizes, or every problem after set_conv_path(im2col), run on
+// the im2col + cuBLAS fallback (im2col.cuh).
 #pragma once
 
 #include <cudnn.h>
@@ -19,6 +21,7 @@
 
 #include "avgrad/cuda/blas.cuh"
 #include "avgrad/cuda/elementwise.cuh"
+#include "avgrad/cuda/im2col.cuh"
 #include "avgrad/ops/conv.hpp"
 #include "avgrad/ops/reduce.hpp"
 
@@ -204,6 +207,22 @@ inline ConvChoice<cudnnConvolutionBwdFilterAlgo_t> filter_algo(const ConvProblem
   });
 }
 
+/// Whether cuDNN can take the problem: every size and element count within its 32-bit ints.
+inline bool fits_cudnn(const cpu::ConvGeometry& g, std::int64_t batch, std::int64_t Co) {
+  constexpr std::int64_t kMax = std::numeric_limits<int>::max();
+  const std::int64_t in = g.in[0] * g.in[1] * g.in[2], out = g.out[0] * g.out[1] * g.out[2];
+  return batch * g.channels * in < kMax && batch * Co * out < kMax && Co * g.channels * g.kernel_size() < kMax;
+}
+
+/// The im2col fallback's plan and a column buffer of one sample (C·k, L).
+template <class T> struct Im2colRun {
+  Im2colConv<T> conv;
+  Tensor<T, Cuda> cols;
+  Im2colRun(const cpu::ConvGeometry& g, std::int64_t batch, std::int64_t Co, std::int64_t groups)
+      : conv{conv_dims(g), batch, Co, groups},
+        cols(Tensor<T, Cuda>::empty(Shape{g.channels * g.kernel_size() * (g.out[0] * g.out[1] * g.out[2])})) {}
+};
+
 /// cuDNN's scaling factors: double for double data, float otherwise.
 template <class T> using dnn_scale_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
 
@@ -228,6 +247,9 @@ namespace avgrad::backend {
 /// Shapes follow the CPU kernels: forward(img (N, C, in…)) → (N, Co, out…),
 /// data(dy (N, Co, out…)) → (N, C, in…), weight(img, dy) → (Co, C/G, k…).
 template <> struct Conv<Cuda> {
+  static bool use_im2col(const cpu::ConvGeometry& g, std::int64_t batch, std::int64_t Co) {
+    return cuda::conv_path() == cuda::ConvPath::im2col || !cuda::fits_cudnn(g, batch, Co);
+  }
   template <class T> static Tensor<T, Cuda> forward(const Tensor<T, Cuda>& img, const Tensor<T, Cuda>& w,
                                                     const Tensor<T, Cuda>& bias, const cpu::ConvGeometry& g,
                                                     std::int64_t groups, const Shape& out_shape) {
@@ -238,6 +260,12 @@ template <> struct Conv<Cuda> {
     } else {
       auto x = img.contiguous();
       auto wc = w.contiguous();
+      if (use_im2col(g, out_shape[0], out_shape[1])) {
+        cuda::Im2colRun<T> run(g, out_shape[0], out_shape[1], groups);
+        run.conv.forward(x.data(), wc.data(), y.data(), run.cols.data());
+        cuda::add_channel_bias(y, bias);
+        return y;
+      }
       const cuda::ConvProblem p(cuda::dnn_type<T>(), g, out_shape[0], out_shape[1], groups);
       const auto c = cuda::forward_algo(p);
       Storage<std::uint8_t, Cuda> ws(static_cast<std::int64_t>(c.workspace));
@@ -258,6 +286,12 @@ template <> struct Conv<Cuda> {
     } else {
       auto dyc = dy.contiguous();
       auto wc = w.contiguous();
+      if (use_im2col(g, img_shape[0], dy.size(1))) {
+        cuda::Im2colRun<T> run(g, img_shape[0], dy.size(1), groups);
+        run.conv.data(dyc.data(), wc.data(), dx.data(), run.cols.data());
+        cuda::add_channel_bias(dx, bias);
+        return dx;
+      }
       const cuda::ConvProblem p(cuda::dnn_type<T>(), g, img_shape[0], dy.size(1), groups);
       const auto c = cuda::data_algo(p);
       Storage<std::uint8_t, Cuda> ws(static_cast<std::int64_t>(c.workspace));
@@ -275,6 +309,11 @@ template <> struct Conv<Cuda> {
     auto x = img.contiguous();
     auto dyc = dy.contiguous();
     auto dw = Tensor<T, Cuda>::empty(w_shape);
+    if (use_im2col(g, img.size(0), dy.size(1))) {
+      cuda::Im2colRun<T> run(g, img.size(0), dy.size(1), groups);
+      run.conv.weight(x.data(), dyc.data(), dw.data(), run.cols.data());
+      return dw;
+    }
     const cuda::ConvProblem p(cuda::dnn_type<T>(), g, img.size(0), dy.size(1), groups);
     const auto c = cuda::filter_algo(p);
     Storage<std::uint8_t, Cuda> ws(static_cast<std::int64_t>(c.workspace));

@@ -8,6 +8,7 @@
 
 #include <array>
 #include <cstdint>
+#include <utility>
 
 #include "avgrad/backend/cpu/loops.hpp"
 #include "avgrad/core/philox.hpp"
@@ -75,6 +76,21 @@ template <class A> __device__ void block_sum2(A& a, A& b) {
   b = warp_sum(b);
 }
 
+/// K input pointers of one element type, passed to a kernel by value.
+template <class T, std::size_t K> struct Inputs { const T* p[K]; };
+template <class T, class F, std::size_t K, std::size_t... J>
+__device__ T apply_inputs(F& f, const Inputs<T, K>& in, const std::int64_t (&off)[K + 1], std::index_sequence<J...>) {
+  return f(in.p[J][off[J + 1]]...);
+}
+template <class T, class F, std::size_t K>
+__global__ void map_n_kernel(T* out, Inputs<T, K> in, Indexer<static_cast<int>(K) + 1> ix, std::int64_t n, F f) {
+  for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += std::int64_t(gridDim.x) * blockDim.x) {
+    std::int64_t off[K + 1];
+    ix.offsets(i, off);
+    out[off[0]] = apply_inputs(f, in, off, std::make_index_sequence<K>{});
+  }
+}
 template <class TO, class TI, class F> __global__ void map_indexed_kernel(TO* out, const TI* in, std::int64_t n, F f) {
   for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < n;
        i += std::int64_t(gridDim.x) * blockDim.x)
@@ -202,6 +218,22 @@ template <> struct Loops<Cuda> {
     auto ix = cuda::Indexer<4>::make(shape, {so, sa, sb, sc});
     cuda::map3_kernel<<<cuda::blocks_for(n), cuda::kThreads, 0, cuda::current_stream()>>>(out, a, b, c, ix, n, f);
     cuda::check_launch("map3_kernel");
+  }
+  template <class T, class F, std::size_t K> static void map_n(T* out, const Strides& so, const Shape& shape, F f,
+                                                               const std::array<const T*, K>& in,
+                                                               const std::array<Strides, K>& si) {
+    const std::int64_t n = shape.numel();
+    if (n == 0) return;
+    std::array<Strides, K + 1> all;
+    all[0] = so;
+    cuda::Inputs<T, K> ptrs;
+    for (std::size_t k = 0; k < K; ++k) {
+      all[k + 1] = si[k];
+      ptrs.p[k] = in[k];
+    }
+    auto ix = cuda::Indexer<static_cast<int>(K) + 1>::make(shape, all);
+    cuda::map_n_kernel<<<cuda::blocks_for(n), cuda::kThreads, 0, cuda::current_stream()>>>(out, ptrs, ix, n, f);
+    cuda::check_launch("map_n_kernel");
   }
   template <class TO, class TI, class F> static void map_indexed(TO* out, const TI* in, std::int64_t n, F f) {
     if (n == 0) return;

@@ -125,3 +125,11 @@ template <Floating T> void pgd_step_(Tensor<T, Cuda>& delta, const Tensor<T, Cud
 }
 
 }  // namespace avgrad::attacks
+
+namespace avgrad::backend {
+template <> struct PgdStep<Cuda> {
+  template <class T, class... A> static void step(Tensor<T, Cuda>& delta, const A&... a) {
+    attacks::pgd_step_(delta, a...);
+  }
+};
+}  // namespace avgrad::backend

@@ -122,6 +122,23 @@ template <Floating T> void flag_bad_gradients(const Perturbation<T, Cpu>& g, std
   for (std::size_t b = 0; b < flags.size(); ++b) flags[b] = flags[b] || !nonzero[b] || !finite[b];
 }
 
+/// The same for a device gradient: per example, the largest |g| (NaN wins) decides: zero or
+/// non-finite flags the example. One reduction per modality, B numbers back.
+template <Floating T, Device D>
+requires(!std::same_as<D, Cpu>) void flag_bad_gradients(const Perturbation<T, D>& g, std::vector<char>& flags) {
+  NoGradGuard no_grad;
+  for (Modality m : {Modality::audio, Modality::video}) {
+    const auto& t = g.at(m);
+    if (!t.defined()) continue;
+    const auto [B, n] = geometry::rows(t);
+    const auto top = amax(abs(t.detach().reshape({B, n})), {1}).template to<Cpu>().to_vector();
+    for (std::int64_t b = 0; b < B; ++b) {
+      const double v = static_cast<double>(top[static_cast<std::size_t>(b)]);
+      if (!(v > 0) || !std::isfinite(v)) flags[static_cast<std::size_t>(b)] = 1;
+    }
+  }
+}
+
 /// Checks an attack's inputs: the threat model, the modalities present, finite inputs, labels.
 template <AVModel M, Floating T, Device D> void check_attack_inputs(const char* who, const M& model,
                                                                     const AVInput<T, D>& x, const Labels<T, D>& y,
@@ -136,7 +153,7 @@ template <AVModel M, Floating T, Device D> void check_attack_inputs(const char* 
       check_finite(xm, detail::concat(who, ": ", modality_name(m), " input").c_str());
       const auto& b = tm.attacks(m) ? tm.budget(m) : Budget{};
       if (tm.attacks(m) && (std::isfinite(b.lo) || std::isfinite(b.hi))) {
-        auto c = xm.contiguous();
+        auto c = xm.template to<Cpu>().contiguous();
         for (std::int64_t i = 0; i < c.numel(); ++i) {
           const double v = static_cast<double>(c.data()[i]);
           AVGRAD_CHECK(v >= b.lo && v <= b.hi, who, "the ", modality_name(m), " input has ", v, " at flat index ", i,
@@ -183,8 +200,8 @@ template <Floating T, Device D = Cpu> struct BestPerturbation {
 };
 
 /// Objective values of a probe as doubles.
-template <Floating T> std::vector<double> values_of(const Tensor<T, Cpu>& v) {
-  auto c = v.contiguous();
+template <Floating T, Device D> std::vector<double> values_of(const Tensor<T, D>& v) {
+  auto c = v.template to<Cpu>().contiguous();
   return std::vector<double>(c.data(), c.data() + c.numel());
 }
 

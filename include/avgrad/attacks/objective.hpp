@@ -179,10 +179,16 @@ template <Floating T, Device D = Cpu> struct Objective {
       case LossKind::cross_entropy:
         return {[](const Tensor<T, D>& z, const Labels<T, D>& y) { return ce_loss(z, y); }, targeted, "ce"};
       case LossKind::margin:
-        return {[](const Tensor<T, D>& z, const Labels<T, D>& y) { return margin_loss(z, y); }, targeted, "margin"};
       case LossKind::dlr:
-        AVGRAD_CHECK(!targeted, "Objective", "targeted DLR needs the true labels too: use dlr_targeted_loss");
-        return {[](const Tensor<T, D>& z, const Labels<T, D>& y) { return dlr_loss(z, y); }, false, "dlr"};
+        if constexpr (std::same_as<D, Cpu>) {
+          if (kind == LossKind::margin)
+            return {[](const Tensor<T, D>& z, const Labels<T, D>& y) { return margin_loss(z, y); }, targeted, "margin"};
+          AVGRAD_CHECK(!targeted, "Objective", "targeted DLR needs the true labels too: use dlr_targeted_loss");
+          return {[](const Tensor<T, D>& z, const Labels<T, D>& y) { return dlr_loss(z, y); }, false, "dlr"};
+        } else {
+          throw Error("Objective", detail::concat("the ", loss_name(kind),
+                                                  " loss runs on the CPU only so far; use ce or bce on this device"));
+        }
       case LossKind::bce:
         return {[](const Tensor<T, D>& z, const Labels<T, D>& y) { return bce_loss(z, y); }, targeted, "bce"};
     }
@@ -224,6 +230,16 @@ template <Floating T> std::vector<char> successes(const Tensor<T, Cpu>& logits, 
     out[static_cast<std::size_t>(b)] = hit;
   }
   return out;
+}
+
+/// The same for device logits and labels: decided on the host from the (B, K) logits.
+template <Floating T, Device D>
+requires(!std::same_as<D, Cpu>) std::vector<char> successes(const Tensor<T, D>& logits, const Labels<T, D>& y,
+                                                            bool targeted, double threshold = 0.5) {
+  Labels<T, Cpu> host;
+  if (y.classes.defined()) host.classes = y.classes.template to<Cpu>();
+  if (y.multi_hot.defined()) host.multi_hot = y.multi_hot.template to<Cpu>();
+  return successes(logits.template to<Cpu>(), host, targeted, threshold);
 }
 
 }  // namespace avgrad::attacks

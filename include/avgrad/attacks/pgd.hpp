@@ -11,6 +11,13 @@
 
 namespace avgrad::attacks {
 
+namespace fn {
+/// 1/a where a > 0, else 0 (an example with a zero gradient keeps its momentum).
+struct InverseOrZero {
+  template <class T> AVGRAD_HOST_DEVICE T operator()(T a) const { return a > T(0) ? T(1) / a : T(0); }
+};
+}  // namespace fn
+
 struct PgdOptions {
   int steps = 10;
   int restarts = 1;          ///< runs per example; the worst case is kept (success, then objective)
@@ -23,11 +30,13 @@ struct PgdOptions {
   double relative_step = 0.0;
 };
 
-/// PGD on any AVModel. The model runs as it is (call eval() for evaluation; adversarial
-/// training attacks in train mode); its parameters are frozen during the attack.
-template <Floating T> class Pgd {
+/// PGD on any AVModel of device D. The model runs as it is (call eval() for evaluation;
+/// adversarial training attacks in train mode); its parameters are frozen during the attack.
+/// On a GPU every step stays on the device but for B numbers per step (success flags, bad
+/// gradients) and the random starts, drawn on the host from the same stream as the CPU's.
+template <Floating T, Device D = Cpu> class Pgd {
  public:
-  explicit Pgd(PgdOptions o = {}, Objective<T> objective = Objective<T>::of(LossKind::cross_entropy))
+  explicit Pgd(PgdOptions o = {}, Objective<T, D> objective = Objective<T, D>::of(LossKind::cross_entropy))
       : o_(o), objective_(std::move(objective)) {
     AVGRAD_CHECK(o.steps >= 1 && o.restarts >= 1, "Pgd", "steps and restarts must be >= 1, got ", o.steps, " and ",
                  o.restarts);
@@ -39,22 +48,22 @@ template <Floating T> class Pgd {
 
   /// Attacks x (labels y: true classes, or targets when the objective is targeted) within tm.
   template <AVModel M>
-  AttackResult<T> run(M& model, const AVInput<T>& x, const Labels<T>& y, const ThreatModel& tm) const {
+  AttackResult<T, D> run(M& model, const AVInput<T, D>& x, const Labels<T, D>& y, const ThreatModel& tm) const {
     check_attack_inputs(name().c_str(), model, x, y, tm);
     FrozenParameters frozen(model);
     Generator gen(o_.seed);
     const std::int64_t B = x.batch();
-    AttackResult<T> r;
+    AttackResult<T, D> r;
     r.steps.assign(static_cast<std::size_t>(B), 0);
     r.bad_grad.assign(static_cast<std::size_t>(B), 0);
-    BestPerturbation<T> best;
+    BestPerturbation<T, D> best;
     for (int run = 0; run < o_.restarts; ++run) {
-      Perturbation<T> delta, velocity;
+      Perturbation<T, D> delta, velocity;
       for (Modality m : {Modality::audio, Modality::video}) {
         if (!tm.attacks(m)) continue;
         const auto& xm = m == Modality::audio ? x.audio : x.video;
-        delta.at(m) = zeros<T>(xm.shape());
-        if (o_.momentum > 0) velocity.at(m) = zeros<T>(xm.shape());
+        delta.at(m) = zeros<T, D>(xm.shape());
+        if (o_.momentum > 0) velocity.at(m) = zeros<T, D>(xm.shape());
         if (o_.random_start || run > 0) random_start_(delta.at(m), xm, tm.budget(m), gen);
       }
       std::vector<char> active(static_cast<std::size_t>(B), 1);
@@ -77,8 +86,8 @@ template <Floating T> class Pgd {
           if (!tm.attacks(m)) continue;
           const auto& xm = m == Modality::audio ? x.audio : x.video;
           const Budget& bud = tm.budget(m);
-          const Tensor<T>& g = o_.momentum > 0 ? accumulate_momentum(velocity.at(m), p.grad.at(m)) : p.grad.at(m);
-          pgd_step_(delta.at(m), g, xm, bud, step_size(bud), &active);
+          const Tensor<T, D>& g = o_.momentum > 0 ? accumulate_momentum(velocity.at(m), p.grad.at(m)) : p.grad.at(m);
+          backend::PgdStep<D>::step(delta.at(m), g, xm, bud, step_size(bud), &active);
         }
       }
       auto final_probe = probe(model, x, delta, y, objective_, false);
@@ -101,7 +110,7 @@ template <Floating T> class Pgd {
     return s + "(" + objective_.name + (objective_.targeted ? ", targeted" : "") + ")";
   }
   const PgdOptions& options() const { return o_; }
-  const Objective<T>& objective() const { return objective_; }
+  const Objective<T, D>& objective() const { return objective_; }
 
  private:
   double step_size(const Budget& b) const {
@@ -110,7 +119,15 @@ template <Floating T> class Pgd {
     return b.step;
   }
   /// v ← μ·v + g/‖g‖₁ per example; returns v.
-  const Tensor<T>& accumulate_momentum(Tensor<T>& v, const Tensor<T>& g) const {
+  const Tensor<T, D>& accumulate_momentum(Tensor<T, D>& v, const Tensor<T, D>& g) const {
+    if constexpr (!std::same_as<D, Cpu>) {
+      NoGradGuard no_grad;
+      const auto [B, n] = geometry::rows(v);
+      auto l1 = sum(abs(g.reshape({B, n})), {1}, true);  // (B, 1)
+      auto k = detail::map<T>(l1, fn::InverseOrZero{});
+      v = (v.reshape({B, n}) * o_.momentum + g.reshape({B, n}) * k).reshape(v.shape());
+      return v;
+    }
     const auto gc = g.contiguous();
     const auto [B, n] = geometry::rows(v);
     const auto l1 = geometry::norms(gc, Norm::l1);
@@ -124,25 +141,27 @@ template <Floating T> class Pgd {
   }
 
   PgdOptions o_;
-  Objective<T> objective_;
+  Objective<T, D> objective_;
 };
 
 /// FGSM: one step of the full radius ε from δ = 0, whatever Budget::step says (so FGSM and PGD
 /// can share a threat model); with random_start, from a uniform start with a step of
 /// `relative_step`·ε (fast adversarial training, Wong et al. 2020, uses 1.25).
-template <Floating T> Pgd<T> fgsm(Objective<T> objective = Objective<T>::of(LossKind::cross_entropy),
-                                  bool random_start = false, std::uint64_t seed = 0, double relative_step = 0.0) {
+template <Floating T, Device D = Cpu>
+Pgd<T, D> fgsm(Objective<T, D> objective = Objective<T, D>::of(LossKind::cross_entropy), bool random_start = false,
+               std::uint64_t seed = 0, double relative_step = 0.0) {
   if (relative_step == 0.0) relative_step = random_start ? 1.25 : 1.0;
-  return Pgd<T>(
+  return Pgd<T, D>(
       PgdOptions{.steps = 1, .restarts = 1, .random_start = random_start, .seed = seed, .relative_step = relative_step},
       std::move(objective));
 }
 
 /// MI-FGSM: `steps` sign steps of Budget::step on the momentum of L1-normalised gradients, from δ = 0.
-template <Floating T>
-Pgd<T> mi_fgsm(int steps = 10, double decay = 1.0, Objective<T> objective = Objective<T>::of(LossKind::cross_entropy)) {
-  return Pgd<T>(PgdOptions{.steps = steps, .restarts = 1, .random_start = false, .momentum = decay},
-                std::move(objective));
+template <Floating T, Device D = Cpu>
+Pgd<T, D> mi_fgsm(int steps = 10, double decay = 1.0,
+                  Objective<T, D> objective = Objective<T, D>::of(LossKind::cross_entropy)) {
+  return Pgd<T, D>(PgdOptions{.steps = steps, .restarts = 1, .random_start = false, .momentum = decay},
+                   std::move(objective));
 }
 
 }  // namespace avgrad::attacks

@@ -20,6 +20,8 @@
 #include "avgrad/core/philox.hpp"
 #include "avgrad/core/tensor.hpp"
 #include "avgrad/models/concepts.hpp"
+#include "avgrad/ops/reduce.hpp"
+#include "avgrad/ops/unary.hpp"
 
 namespace avgrad::attacks {
 
@@ -137,6 +139,24 @@ template <Floating T> void copy_row(Tensor<T, Cpu>& dst, const Tensor<T, Cpu>& s
   const auto s = src.contiguous();
   const std::int64_t n = rows(dst).second;
   std::copy(s.data() + b * n, s.data() + (b + 1) * n, dst.data() + b * n);
+}
+
+/// The same on a device: one reduction per call, B numbers back.
+template <Floating T, Device D>
+requires(!std::same_as<D, Cpu>) std::vector<double> norms(const Tensor<T, D>& t, Norm norm) {
+  NoGradGuard no_grad;
+  const auto [B, n] = rows(t);
+  const auto r = t.detach().reshape({B, n});
+  const Tensor<T, D> v = norm == Norm::linf ? amax(abs(r), {1})
+                         : norm == Norm::l2 ? sqrt(sum(r * r, {1}))
+                                            : sum(abs(r), {1});
+  const auto h = v.template to<Cpu>().to_vector();
+  return std::vector<double>(h.begin(), h.end());
+}
+template <Floating T, Device D>
+requires(!std::same_as<D, Cpu>) void copy_row(Tensor<T, D>& dst, const Tensor<T, D>& src, std::int64_t b) {
+  auto row = dst.narrow(0, b, 1);
+  detail::map_into(row, src.detach().narrow(0, b, 1), detail::Identity{}, "copy_row");
 }
 
 /// Euclidean projection of one row onto the L1 ball of radius eps (Duchi et al. 2008).
@@ -258,6 +278,21 @@ template <Floating T> void pgd_step_(Tensor<T, Cpu>& delta, const Tensor<T, Cpu>
   project_(delta, x, budget, active);
 }
 
+}  // namespace avgrad::attacks
+
+namespace avgrad::backend {
+/// The device seam of the PGD update: step(δ, g, x, budget, step, active). On the CPU,
+/// pgd_step_ above; PgdStep<Cuda> (cuda/avgrad/cuda/pgd.cuh) is one fused kernel.
+template <Device D> struct PgdStep;
+template <> struct PgdStep<Cpu> {
+  template <class T, class... A> static void step(Tensor<T, Cpu>& delta, const A&... a) {
+    attacks::pgd_step_(delta, a...);
+  }
+};
+}  // namespace avgrad::backend
+
+namespace avgrad::attacks {
+
 /// A random start inside the ball: L∞ uniform in [−ε, ε]^n; L2 and L1 a random direction
 /// (Gaussian, resp. Laplace) scaled to radius ε·u, u ~ U(0, 1); then projected into the
 /// valid range. Seeded: the same generator state gives the same start.
@@ -289,6 +324,16 @@ template <Floating T> void random_start_(Tensor<T, Cpu>& delta, const Tensor<T, 
     for (std::int64_t i = 0; i < n; ++i) r[i] = static_cast<T>(static_cast<double>(r[i]) * k);
   }
   project_(delta, x, budget, active);
+}
+
+/// The same start on a device: drawn on the host from the same generator state (so both
+/// devices start alike), then moved; once per restart.
+template <Floating T, Device D>
+requires(!std::same_as<D, Cpu>) void random_start_(Tensor<T, D>& delta, const Tensor<T, D>& x, const Budget& budget,
+                                                   Generator& gen, const std::vector<char>* active = nullptr) {
+  auto host = delta.template to<Cpu>().contiguous().clone();
+  random_start_(host, x.template to<Cpu>(), budget, gen, active);
+  delta = host.template to<D>();
 }
 
 }  // namespace avgrad::attacks

@@ -9,6 +9,7 @@
 #include <functional>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "avgrad/autograd/engine.hpp"
@@ -39,9 +40,12 @@ struct GradcheckResult {
 /// Checks d/dx of f at `inputs` for every input that requires grad. f must be
 /// deterministic and must not modify its inputs. Inputs may be non-contiguous
 /// views but must not overlap themselves (no stride-0 broadcast leaves).
-template <Floating T = double>
-GradcheckResult gradcheck(const std::function<Tensor<T, Cpu>(const std::vector<Tensor<T, Cpu>>&)>& f,
-                          const std::vector<Tensor<T, Cpu>>& inputs, const GradcheckOptions& opt = {}) {
+/// On a device the analytic gradient comes from the device's backward and each perturbed
+/// element is written through a one-element view (slow, exact: for small checks).
+template <Floating T = double, Device D = Cpu>
+GradcheckResult gradcheck(const std::type_identity_t<std::function<Tensor<T, D>(const std::vector<Tensor<T, D>>&)>>& f,
+                          const std::type_identity_t<std::vector<Tensor<T, D>>>& inputs,
+                          const GradcheckOptions& opt = {}) {
   GradcheckResult res;
   std::ostringstream report;
   for (std::size_t i = 0; i < inputs.size(); ++i) {
@@ -53,24 +57,24 @@ GradcheckResult gradcheck(const std::function<Tensor<T, Cpu>(const std::vector<T
                    " has a stride-0 (broadcast) dim ", d, "; pass the small tensor and broadcast inside f");
   }
   Generator gen(opt.seed);
-  Tensor<T, Cpu> v;
-  auto scalar_of = [&](const Tensor<T, Cpu>& y) {
+  Tensor<T, D> v;
+  auto scalar_of = [&](const Tensor<T, D>& y) {
     NoGradGuard ng;
     auto p = detail::map<T>(
         y.detach(), v, [] AVGRAD_HOST_DEVICE(T a, T b) { return a * b; }, "gradcheck");
     double s = 0;
-    for (T e : p.to_vector()) s += static_cast<double>(e);
+    for (T e : p.template to<Cpu>().to_vector()) s += static_cast<double>(e);
     return s;
   };
 
   // analytic: backward of Σ y ⊙ v
-  std::vector<Tensor<T, Cpu>> analytic(inputs.size());
+  std::vector<Tensor<T, D>> analytic(inputs.size());
   {
     EnableGradGuard eg;
     for (auto x : inputs) x.zero_grad();
     auto y = f(inputs);
     AVGRAD_CHECK(y.defined(), "gradcheck", "f returned an undefined tensor");
-    v = randn<T>(y.shape(), gen);
+    v = randn<T, D>(y.shape(), gen);
     if (!y.requires_grad()) {
       res.report = "output does not require grad: f ignores every input that requires grad";
       bool any = false;
@@ -93,11 +97,11 @@ GradcheckResult gradcheck(const std::function<Tensor<T, Cpu>(const std::vector<T
   int reported = 0;
   for (std::size_t i = 0; i < inputs.size(); ++i) {
     if (!inputs[i].requires_grad()) continue;
-    Tensor<T, Cpu> x = inputs[i];
+    Tensor<T, D> x = inputs[i];
     const std::int64_t n = x.numel();
     std::vector<std::int64_t> offsets;
     for_each_offset(x.shape(), x.strides(), [&](std::int64_t o) { offsets.push_back(o); });
-    std::vector<T> a = analytic[i].to_vector();
+    std::vector<T> a = analytic[i].template to<Cpu>().to_vector();
     std::vector<std::int64_t> picks;
     if (n <= opt.max_elements) {
       for (std::int64_t e = 0; e < n; ++e) picks.push_back(e);
@@ -105,17 +109,23 @@ GradcheckResult gradcheck(const std::function<Tensor<T, Cpu>(const std::vector<T
       for (std::int64_t k = 0; k < opt.max_elements; ++k)
         picks.push_back(static_cast<std::int64_t>(gen.next_below(static_cast<std::uint64_t>(n))));
     }
-    T* base = x.data();
     std::int64_t skipped_here = 0;
     for (std::int64_t e : picks) {
-      T& slot = base[offsets[static_cast<std::size_t>(e)]];
-      const T orig = slot;
+      const std::int64_t off = offsets[static_cast<std::size_t>(e)];
+      auto element = Tensor<T, D>::from_storage(x.storage(), Shape{}, Strides{}, x.offset() + off);
+      auto set = [&](T value) {
+        if constexpr (std::same_as<D, Cpu>)
+          *element.data() = value;
+        else
+          copy_(element, full<T, D>(Shape{}, value));
+      };
+      const T orig = element.template to<Cpu>().item();
       const T h = static_cast<T>(opt.eps);
-      slot = orig + h;
+      set(orig + h);
       double lp = scalar_of(f(inputs));
-      slot = orig - h;
+      set(orig - h);
       double lm = scalar_of(f(inputs));
-      slot = orig;
+      set(orig);
       double num = (lp - lm) / (2 * opt.eps);
       double fwd = (lp - l0) / opt.eps, bwd = (l0 - lm) / opt.eps;
       if (opt.skip_kinks && std::abs(fwd - bwd) > opt.kink_tol * std::max(1.0, std::abs(num)) + 1e3 * opt.eps) {

@@ -107,12 +107,8 @@ void tile_distances(T* g, std::int64_t m, std::int64_t n, const T* qsq, const T*
   }
 }
 
-}  // namespace detail
-
-/// The k nearest base rows (N, D) of every query (Q, D). Float or double, no autograd. Throws on k outside
-/// [1, N] (N − 1 with exclude_self), mismatched dimensions, non-finite values, zero-norm rows for cosine.
-template <Floating T>
-KnnResult<T> knn(const Tensor<T, Cpu>& queries, const Tensor<T, Cpu>& base, std::int64_t k, KnnOptions opt = {}) {
+/// The shapes, k and options of a knn call, on any device: errors name what is wrong.
+template <class Tn> void check_knn_args(const Tn& queries, const Tn& base, std::int64_t k, const KnnOptions& opt) {
   constexpr const char* who = "knn";
   AVGRAD_CHECK(queries.defined() && queries.dim() == 2, who, "expected queries (Q, D), got ",
                queries.defined() ? queries.shape().str() : std::string("an undefined tensor"));
@@ -126,6 +122,17 @@ KnnResult<T> knn(const Tensor<T, Cpu>& queries, const Tensor<T, Cpu>& base, std:
   const std::int64_t kmax = opt.exclude_self ? N - 1 : N;
   AVGRAD_CHECK(k >= 1 && k <= kmax, who, "k = ", k, " is outside [1, ", kmax, "]");
   AVGRAD_CHECK(opt.block >= 1, who, "block must be >= 1, got ", opt.block);
+}
+
+}  // namespace detail
+
+/// The k nearest base rows (N, D) of every query (Q, D). Float or double, no autograd. Throws on k outside
+/// [1, N] (N − 1 with exclude_self), mismatched dimensions, non-finite values, zero-norm rows for cosine.
+template <Floating T>
+KnnResult<T> knn(const Tensor<T, Cpu>& queries, const Tensor<T, Cpu>& base, std::int64_t k, KnnOptions opt = {}) {
+  constexpr const char* who = "knn";
+  detail::check_knn_args(queries, base, k, opt);
+  const std::int64_t Q = queries.size(0), N = base.size(0), D = queries.size(1);
 
   // The symmetric shortcut needs both sides to be literally the same rows.
   const bool same = queries.shape() == base.shape() && queries.is_contiguous() && base.is_contiguous() &&

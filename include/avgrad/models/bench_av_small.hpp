@@ -22,18 +22,19 @@ template <Floating T, Device D = Cpu> using BenchAvSmall =
 /// The model of W2/W4 with `num_classes` outputs (10 in the workloads). Parameter names:
 /// audio.blocks.i.{conv,bn}, video.blocks.i.{conv,bn}, fusion.audio_proj.{weight,bias},
 /// fusion.video_proj.weight.
-template <Floating T>
-std::unique_ptr<BenchAvSmall<T>> bench_av_small(std::int64_t num_classes = 10, Generator& gen = default_generator()) {
-  auto audio = std::make_unique<ConvStackEncoder<T>>(ConvStackOptions{}, gen);
-  auto video = std::make_unique<Conv3dEncoder<T>>(Conv3dEncoderOptions{}, gen);
-  auto fusion = std::make_unique<LateFusion<T>>(LateFusionOptions{.audio_dim = audio->latent_dim(),
-                                                                  .video_dim = video->latent_dim(),
-                                                                  .dim = num_classes,
-                                                                  .align = TimeAlign::pool,
-                                                                  .video_bias = false},
-                                                gen);
-  return std::make_unique<BenchAvSmall<T>>(std::move(audio), std::move(video), std::move(fusion),
-                                           std::make_unique<IdentityHead<T>>(num_classes));
+template <Floating T, Device D = Cpu>
+std::unique_ptr<BenchAvSmall<T, D>> bench_av_small(std::int64_t num_classes = 10,
+                                                   Generator& gen = default_generator()) {
+  auto audio = std::make_unique<ConvStackEncoder<T, D>>(ConvStackOptions{}, gen);
+  auto video = std::make_unique<Conv3dEncoder<T, D>>(Conv3dEncoderOptions{}, gen);
+  auto fusion = std::make_unique<LateFusion<T, D>>(LateFusionOptions{.audio_dim = audio->latent_dim(),
+                                                                     .video_dim = video->latent_dim(),
+                                                                     .dim = num_classes,
+                                                                     .align = TimeAlign::pool,
+                                                                     .video_bias = false},
+                                                   gen);
+  return std::make_unique<BenchAvSmall<T, D>>(std::move(audio), std::move(video), std::move(fusion),
+                                              std::make_unique<IdentityHead<T, D>>(num_classes));
 }
 
 }  // namespace avgrad::models

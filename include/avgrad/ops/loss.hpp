@@ -86,45 +86,44 @@ struct AbsoluteError {
 
 namespace detail {
 
-/// out[i] = f(in₀[i], …) over `shape` into a fresh contiguous tensor; every input
-/// is read with broadcast strides (callers check that its shape broadcasts to `shape`).
-template <Floating T, class F, class... In> Tensor<T, Cpu> map_n(const Shape& shape, F f, const In&... in) {
-  constexpr int N = 1 + static_cast<int>(sizeof...(In));
-  auto out = Tensor<T, Cpu>::empty(shape);
-  auto layout = cpu::coalesce<N>(
-      shape, std::array<Strides, N>{out.strides(), broadcast_strides(in.shape(), in.strides(), shape)...});
-  T* o = out.data();
-  const std::array<const T*, N - 1> src{in.data()...};
-  cpu::parallel_runs<N>(
-      layout, [=](const std::array<std::int64_t, N>& off, std::int64_t n, const std::array<std::int64_t, N>& st) {
-        [&]<std::size_t... J>(std::index_sequence<J...>) {
-          for (std::int64_t i = 0; i < n; ++i) o[off[0] + i * st[0]] = f(src[J][off[J + 1] + i * st[J + 1]]...);
-        }
-        (std::make_index_sequence<N - 1>{});
-      });
+/// out[i] = f(in₀[i], …) over `shape` into a fresh contiguous tensor on the inputs' device;
+/// every input is read with broadcast strides (callers check that its shape broadcasts).
+template <Floating T, class F, class In0, class... In>
+auto map_n(const Shape& shape, F f, const In0& in0, const In&... in) {
+  using D = typename In0::device_type;
+  constexpr std::size_t K = 1 + sizeof...(In);
+  auto out = Tensor<T, D>::empty(shape);
+  backend::Loops<D>::map_n(out.data(), out.strides(), shape, f, std::array<const T*, K>{in0.data(), in.data()...},
+                           std::array<Strides, K>{broadcast_strides(in0.shape(), in0.strides(), shape),
+                                                  broadcast_strides(in.shape(), in.strides(), shape)...});
   return out;
 }
 
 /// Sum of per-element losses divided by `denom` (mean) or 1 (sum); none passes through.
 /// The sum runs in acc_t<T>; a zero denominator gives NaN, as PyTorch's empty mean.
-template <Floating T> Tensor<T, Cpu> reduce_loss(const Tensor<T, Cpu>& per, Reduction r, double denom) {
+template <Floating T, Device D> Tensor<T, D> reduce_loss(const Tensor<T, D>& per, Reduction r, double denom) {
   if (r == Reduction::none) return per;
   using A = acc_t<T>;
   std::vector<int> all;
   for (int d = 0; d < per.dim(); ++d) all.push_back(d);
   const A den = r == Reduction::mean ? static_cast<A>(denom) : A(1);
   return reduce<T, A>(
-      per, all, false, A(0), [](T v) { return static_cast<A>(v); }, [](A a, A b) { return a + b; },
-      [den](A a) { return static_cast<T>(a / den); });
+      per, all, false, A(0), [] AVGRAD_HOST_DEVICE(T v) { return static_cast<A>(v); },
+      [] AVGRAD_HOST_DEVICE(A a, A b) { return a + b; },
+      [den] AVGRAD_HOST_DEVICE(A a) { return static_cast<T>(a / den); });
 }
 
 /// The gradient g of a reduced loss, per element: g itself (none, any strides)
 /// or the scalar g / denom (mean) or g (sum) broadcast, as a tensor of `shape`.
-template <Floating T>
-Tensor<T, Cpu> loss_grad_per_element(const Tensor<T, Cpu>& g, Reduction r, double denom, const Shape& shape) {
+template <Floating T, Device D>
+Tensor<T, D> loss_grad_per_element(const Tensor<T, D>& g, Reduction r, double denom, const Shape& shape) {
   if (r == Reduction::none) return g;
-  const T s = static_cast<T>(static_cast<double>(g.item()) / (r == Reduction::mean ? denom : 1.0));
-  return full<T>(Shape{}, s).expand(shape);
+  if constexpr (std::same_as<D, Cpu>) {
+    const T s = static_cast<T>(static_cast<double>(g.item()) / (r == Reduction::mean ? denom : 1.0));
+    return full<T>(Shape{}, s).expand(shape);
+  } else {  // the scalar stays on the device
+    return (g * (r == Reduction::mean ? 1.0 / denom : 1.0)).reshape(Shape{}).expand(shape);
+  }
 }
 
 /// Rejects loss weights that would need a gradient (they are constants here).
@@ -567,7 +566,8 @@ Tensor<T, D> binary_cross_entropy_with_logits(const Tensor<T, D>& logits, const 
   const Reduction red = opt.reduction;
   const double denom = static_cast<double>(shape.numel());
   auto per = detail::map_n<T>(
-      shape, [](T x, T t, T p, T v) { return fn::BceWithLogits{}(x, t, p, v); }, logits, targets, pw, w);
+      shape, [] AVGRAD_HOST_DEVICE(T x, T t, T p, T v) { return fn::BceWithLogits{}(x, t, p, v); }, logits, targets, pw,
+      w);
   auto out = detail::reduce_loss(per, red, denom);
   if (!autograd::any_requires_grad<T, D>({&logits, &targets})) return out;
   autograd::Saved<T, D> sx(logits), st(targets), spw(pw), sw(w);
@@ -577,12 +577,18 @@ Tensor<T, D> binary_cross_entropy_with_logits(const Tensor<T, D>& logits, const 
     autograd::Grads<T, D> out(2);
     if (need[0])
       out[0] = detail::map_n<T>(
-          shape, [](T gg, T xx, T tt, T pp, T ww) { return fn::BceWithLogits{}.grad_x(xx, tt, pp, ww, gg); }, ge, x, t,
-          p, v);
+          shape,
+          [] AVGRAD_HOST_DEVICE(T gg, T xx, T tt, T pp, T ww) {
+            return fn::BceWithLogits{}.grad_x(xx, tt, pp, ww, gg);
+          },
+          ge, x, t, p, v);
     if (need[1])
       out[1] = detail::map_n<T>(
-          shape, [](T gg, T xx, T tt, T pp, T ww) { return fn::BceWithLogits{}.grad_t(xx, tt, pp, ww, gg); }, ge, x, t,
-          p, v);
+          shape,
+          [] AVGRAD_HOST_DEVICE(T gg, T xx, T tt, T pp, T ww) {
+            return fn::BceWithLogits{}.grad_t(xx, tt, pp, ww, gg);
+          },
+          ge, x, t, p, v);
     return out;
   });
 }
@@ -599,7 +605,7 @@ Tensor<T, D> pointwise_loss(const char* op, const Tensor<T, D>& a, const Tensor<
   const Shape shape = a.shape();
   const double denom = static_cast<double>(shape.numel());
   auto out = reduce_loss(map_n<T>(
-                             shape, [f](T u, T v) { return f(u, v); }, a, b),
+                             shape, [f] AVGRAD_HOST_DEVICE(T u, T v) { return f(u, v); }, a, b),
                          red, denom);
   if (!autograd::any_requires_grad<T, D>({&a, &b})) return out;
   autograd::Saved<T, D> sa(a), sb(b);
@@ -609,10 +615,10 @@ Tensor<T, D> pointwise_loss(const char* op, const Tensor<T, D>& a, const Tensor<
     autograd::Grads<T, D> grads(2);
     if (need[0])
       grads[0] = map_n<T>(
-          shape, [f](T gg, T u, T v) { return f.grad_a(u, v, gg); }, ge, av, bv);
+          shape, [f] AVGRAD_HOST_DEVICE(T gg, T u, T v) { return f.grad_a(u, v, gg); }, ge, av, bv);
     if (need[1])
       grads[1] = map_n<T>(
-          shape, [f](T gg, T u, T v) { return -f.grad_a(u, v, gg); }, ge, av, bv);
+          shape, [f] AVGRAD_HOST_DEVICE(T gg, T u, T v) { return -f.grad_a(u, v, gg); }, ge, av, bv);
     return grads;
   });
 }

@@ -303,9 +303,9 @@ template <Floating T, Device D> bool all_finite(const Tensor<T, D>& x) {
 
 /// Throws avgrad::Error naming `what` and the first non-finite element's index
 /// when x holds NaN or ±inf (inputs to attacks, losses, data files).
-template <Floating T> void check_finite(const Tensor<T, Cpu>& x, const std::string& what) {
+template <Floating T, Device D> void check_finite(const Tensor<T, D>& x, const std::string& what) {
   if (all_finite(x)) return;
-  auto v = x.to_vector();
+  auto v = x.template to<Cpu>().to_vector();
   for (std::size_t i = 0; i < v.size(); ++i)
     if (!std::isfinite(v[i]))
       throw Error(what,

@@ -115,9 +115,9 @@ template <Floating T, Device D, bool Decoupled> class AdamFamily : public Optimi
                         static_cast<T>(std::sqrt(1.0 - std::pow(b2, t))),
                         static_cast<T>(*g.eps)};
     if (*g.amsgrad)
-      ::avgrad::detail::fused_update(p, grad, f, s.buffers[0], s.buffers[1], s.buffers[2]);
+      ::avgrad::backend::Fused<D>::update(p, grad, f, s.buffers[0], s.buffers[1], s.buffers[2]);
     else
-      ::avgrad::detail::fused_update(p, grad, f, s.buffers[0], s.buffers[1]);
+      ::avgrad::backend::Fused<D>::update(p, grad, f, s.buffers[0], s.buffers[1]);
   }
 
  private:

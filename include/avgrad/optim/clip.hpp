@@ -19,6 +19,34 @@ inline constexpr double kInfNorm = std::numeric_limits<double>::infinity();
 
 namespace detail {
 
+namespace fn {
+/// |v|^p (p finite) or |v| (p = ∞), in double; and the fold: a sum, or a max where NaN wins.
+struct NormPowerLoad {
+  double p;
+  bool inf;
+  template <class T> AVGRAD_HOST_DEVICE double operator()(T v) const {
+    const double a = v < T(0) ? -static_cast<double>(v) : static_cast<double>(v);
+    return inf ? a : (p == 2.0 ? a * a : (p == 1.0 ? a : ::pow(a, p)));
+  }
+};
+struct NormPowerCombine {
+  bool inf;
+  AVGRAD_HOST_DEVICE double operator()(double acc, double v) const {
+    if (!inf) return acc + v;
+    return (v > acc || v != v) ? v : acc;
+  }
+};
+}  // namespace fn
+
+/// Σ|g|^p or max|g| of one device gradient: one device reduction, one number back.
+template <Floating T, Device D> double grad_norm_power(const Tensor<T, D>& g, double p) {
+  const bool inf = std::isinf(p);
+  auto out = Tensor<double, D>::empty(Shape{});
+  backend::Loops<D>::reduce(g.data(), Shape{}, Strides{}, g.shape(), g.strides(), out.data(), 0.0,
+                            fn::NormPowerLoad{p, inf}, fn::NormPowerCombine{inf}, ::avgrad::detail::Identity{});
+  return out.template to<Cpu>().item();
+}
+
 /// Σ|g|^p (p finite) or max|g| (p = ∞) of one gradient, in double. NaN propagates.
 /// Large contiguous gradients are summed in fixed chunks (parallel) merged in order,
 /// so the value does not depend on the thread count.
@@ -66,7 +94,7 @@ template <Floating T, Device D, class F> void rewrite_grad(Tensor<T, D>& param, 
       param.set_grad(g);
       break;
     }
-  cpu::map1(g.data(), g.strides(), g.data(), g.strides(), g.shape(), f);
+  backend::Loops<D>::map1(g.data(), g.strides(), g.data(), g.strides(), g.shape(), f);
   g.storage()->bump_version();
 }
 
@@ -107,7 +135,7 @@ template <Floating T, Device D> double clip_grad_norm_(const std::vector<Tensor<
   if (coef >= 1.0) return total;  // PyTorch multiplies by min(coef, 1): a no-op here
   const T k = static_cast<T>(coef);
   for (auto p : params)
-    if (p.grad().defined()) detail::rewrite_grad(p, [k](T v) { return v * k; });
+    if (p.grad().defined()) detail::rewrite_grad(p, [k] AVGRAD_HOST_DEVICE(T v) { return v * k; });
   return total;
 }
 
@@ -125,7 +153,8 @@ template <Floating T, Device D> void clip_grad_value_(const std::vector<Tensor<T
   AVGRAD_CHECK(clip >= 0, "clip_grad_value_", "clip value must be >= 0, got ", clip);
   const T c = static_cast<T>(clip);
   for (auto p : params)
-    if (p.grad().defined()) detail::rewrite_grad(p, [c](T v) { return v < -c ? -c : (v > c ? c : v); });
+    if (p.grad().defined())
+      detail::rewrite_grad(p, [c] AVGRAD_HOST_DEVICE(T v) { return v < -c ? -c : (v > c ? c : v); });
 }
 template <Floating T, Device D> void clip_grad_value_(const std::vector<NamedParam<T, D>>& params, double clip) {
   std::vector<Tensor<T, D>> plain;

@@ -167,8 +167,8 @@ void fused_run(T* p, const T* g, const std::array<T*, sizeof...(I)>& s, std::int
   }
 }
 
-/// The fused optimizer loop (device seam; the CUDA backend adds a Cuda overload with
-/// the same functors): for every element i, f(p[i], g[i], s0[i], …) updates the
+/// The fused optimizer loop on the CPU (backend::Fused<D> is the device seam; the CUDA
+/// backend runs the same functors): for every element i, f(p[i], g[i], s0[i], …) updates the
 /// parameter and the state buffers in place from the gradient. p, g and every s have
 /// p's shape; any strides (g may broadcast with stride 0, p and s must not overlap).
 /// Elements are independent, so the result does not depend on the thread count.
@@ -189,6 +189,18 @@ void fused_update(Tensor<T, Cpu>& p, const Tensor<T, Cpu>& g, const F& f, S&... 
 }
 
 }  // namespace avgrad::detail
+
+namespace avgrad::backend {
+/// The device seam of the optimizers' fused loop: update(p, g, f, states…) as
+/// detail::fused_update. Fused<Cuda> lives in cuda/avgrad/cuda/optim.cuh.
+template <Device D> struct Fused;
+template <> struct Fused<Cpu> {
+  template <class T, class F, class... S>
+  static void update(Tensor<T, Cpu>& p, const Tensor<T, Cpu>& g, const F& f, S&... states) {
+    detail::fused_update(p, g, f, states...);
+  }
+};
+}  // namespace avgrad::backend
 
 namespace avgrad::optim {
 

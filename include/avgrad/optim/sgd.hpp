@@ -89,9 +89,9 @@ template <Floating T, Device D = Cpu> class SGD final : public Optimizer<T, D> {
       TensorT& buf = s.buffers[0];
       f.first = !buf.defined();
       if (f.first) buf = zeros_like(p);  // read (and ignored) on the first step
-      ::avgrad::detail::fused_update(p, grad, f, buf);
+      ::avgrad::backend::Fused<D>::update(p, grad, f, buf);
     } else {
-      ::avgrad::detail::fused_update(p, grad, f);
+      ::avgrad::backend::Fused<D>::update(p, grad, f);
     }
     ++s.step;
   }

@@ -7,7 +7,9 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "avgrad/autograd/node.hpp"
@@ -43,6 +45,23 @@ template <> struct Loops<Cpu> {
   static void map3(TO* out, const Strides& so, const TA* a, const Strides& sa, const TB* b, const Strides& sb,
                    const TC* c, const Strides& sc, const Shape& shape, F f) {
     cpu::map3(out, so, a, sa, b, sb, c, sc, shape, f);
+  }
+  /// out = f(in₀, …, in_{K−1}) over `shape`, inputs of one element type with their own strides.
+  template <class T, class F, std::size_t K> static void map_n(T* out, const Strides& so, const Shape& shape, F f,
+                                                               const std::array<const T*, K>& in,
+                                                               const std::array<Strides, K>& si) {
+    constexpr int N = 1 + static_cast<int>(K);
+    std::array<Strides, N> all;
+    all[0] = so;
+    for (std::size_t k = 0; k < K; ++k) all[k + 1] = si[k];
+    auto layout = cpu::coalesce<N>(shape, all);
+    cpu::parallel_runs<N>(
+        layout, [=](const std::array<std::int64_t, N>& off, std::int64_t n, const std::array<std::int64_t, N>& st) {
+          [&]<std::size_t... J>(std::index_sequence<J...>) {
+            for (std::int64_t i = 0; i < n; ++i) out[off[0] + i * st[0]] = f(in[J][off[J + 1] + i * st[J + 1]]...);
+          }
+          (std::make_index_sequence<K>{});
+        });
   }
   template <class TO, class TI, class F> static void map_indexed(TO* out, const TI* in, std::int64_t n, F f) {
 #pragma omp parallel for if (n >= cpu::kParallelGrain && !omp_in_parallel())

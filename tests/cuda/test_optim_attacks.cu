@@ -1,0 +1,128 @@
+// The optimizers' fused update (SGD with momentum and Nesterov, Adam, AdamW with amsgrad),
+// gradient clipping, and PGD / FGSM / MI-FGSM on the study's late-fusion model, each run on
+// both devices from the same state and compared.
+#include "cuda_twin.cuh"
+
+using namespace avgrad;
+using namespace avgrad::attacks;
+using avgrad::testing::close_to_cpu;
+
+namespace {
+
+/// Three steps of an optimizer on a quadratic, on both devices, parameters compared after each.
+template <class MakeCpu, class MakeGpu>
+void expect_optimizer_twin(const char* what, MakeCpu make_cpu, MakeGpu make_gpu) {
+  SCOPED_TRACE(what);
+  Generator g(3);
+  auto pc = randn<float>({7, 5}, g), target = randn<float>({7, 5}, g);
+  pc.requires_grad_();
+  auto pg = pc.detach().to<Cuda>();
+  pg.requires_grad_();
+  auto oc = make_cpu(std::vector<Tensor<float, Cpu>>{pc});
+  auto og = make_gpu(std::vector<Tensor<float, Cuda>>{pg});
+  const auto tg = target.to<Cuda>();
+  for (int step = 0; step < 3; ++step) {
+    oc.zero_grad();
+    og.zero_grad();
+    sum((pc - target) * (pc - target)).backward();
+    sum((pg - tg) * (pg - tg)).backward();
+    oc.step();
+    og.step();
+    ASSERT_TRUE(close_to_cpu(pg.detach(), pc.detach(), 1e-5, 1e-6)) << "after step " << step;
+  }
+}
+
+TEST(CudaOptim, SgdAdamAndAdamWMatchTheCpu) {
+  AVGRAD_REQUIRE_GPU();
+  expect_optimizer_twin(
+      "SGD, momentum, Nesterov, weight decay",
+      [](auto p) {
+        return optim::SGD<float>(p, {.lr = 0.05, .momentum = 0.9, .weight_decay = 0.01, .nesterov = true});
+      },
+      [](auto p) {
+        return optim::SGD<float, Cuda>(p, {.lr = 0.05, .momentum = 0.9, .weight_decay = 0.01, .nesterov = true});
+      });
+  expect_optimizer_twin(
+      "Adam", [](auto p) { return optim::Adam<float>(p, {.lr = 0.01, .weight_decay = 0.1}); },
+      [](auto p) { return optim::Adam<float, Cuda>(p, {.lr = 0.01, .weight_decay = 0.1}); });
+  expect_optimizer_twin(
+      "AdamW, amsgrad", [](auto p) { return optim::AdamW<float>(p, {.lr = 0.01, .amsgrad = true}); },
+      [](auto p) { return optim::AdamW<float, Cuda>(p, {.lr = 0.01, .amsgrad = true}); });
+}
+
+TEST(CudaOptim, GradientClippingMatchesTheCpu) {
+  AVGRAD_REQUIRE_GPU();
+  Generator g(4);
+  for (double norm_type : {2.0, 1.0, optim::kInfNorm}) {
+    auto a = randn<float>({30, 3}, g, 0.0, 5.0), b = randn<float>({11}, g, 0.0, 5.0);
+    std::vector<Tensor<float, Cpu>> pc{a.clone(), b.clone()};
+    std::vector<Tensor<float, Cuda>> pg{a.to<Cuda>(), b.to<Cuda>()};
+    for (std::size_t i = 0; i < 2; ++i) {
+      pc[i].set_grad(pc[i].detach() * 3.0);
+      pg[i].set_grad(pg[i].detach() * 3.0);
+    }
+    const double nc = optim::clip_grad_norm_(pc, 1.0, norm_type), ng = optim::clip_grad_norm_(pg, 1.0, norm_type);
+    EXPECT_NEAR(ng, nc, 1e-5 * nc) << "norm type " << norm_type;
+    for (std::size_t i = 0; i < 2; ++i) EXPECT_TRUE(close_to_cpu(pg[i].grad(), pc[i].grad(), 1e-5, 1e-6));
+  }
+}
+
+struct AttackTwin {
+  std::unique_ptr<models::study::LateFusionModel<float, models::ClassifierHead<float>>> cpu;
+  std::unique_ptr<models::study::LateFusionModel<float, models::ClassifierHead<float, Cuda>>> gpu;
+  models::AVInput<float> x;
+  Labels<float> y;
+};
+AttackTwin attack_twin() {
+  const auto o = models::study::StudyOptions::small(5);
+  Generator g(21);
+  AttackTwin t;
+  t.cpu = models::study::late_fusion<float, models::ClassifierHead<float>>(o, g);
+  t.gpu = models::study::late_fusion<float, models::ClassifierHead<float, Cuda>>(o, g);
+  EXPECT_TRUE(t.gpu->load_state_dict(t.cpu->state_dict()).ok());
+  t.cpu->eval();
+  t.gpu->eval();
+  t.x = {rand<float>({4, o.audio_frames, o.num_bins()}, g), rand<float>({4, o.video_frames, o.video_dim}, g)};
+  t.y.classes = randint<std::int64_t>(0, 5, {4}, g);
+  return t;
+}
+
+template <class A, class B>
+void expect_attack_twin(const char* what, const A& on_cpu, const B& on_gpu, const ThreatModel& tm) {
+  SCOPED_TRACE(what);
+  auto t = attack_twin();
+  const auto rc = on_cpu.run(*t.cpu, t.x, t.y, tm);
+  const models::AVInput<float, Cuda> xg{t.x.audio.to<Cuda>(), t.x.video.to<Cuda>()};
+  const Labels<float, Cuda> yg{t.y.classes.to<Cuda>(), {}};
+  const auto rg = on_gpu.run(*t.gpu, xg, yg, tm);
+  EXPECT_TRUE(close_to_cpu(rg.logits, rc.logits, 1e-3, 1e-4)) << "logits at x + δ";
+  for (Modality m : {Modality::audio, Modality::video}) {
+    if (!tm.attacks(m)) continue;
+    // a sign step flips where a gradient entry is ~0; allow a few such coordinates
+    const auto dg = rg.delta.at(m).template to<Cpu>().to_vector(), dc = rc.delta.at(m).to_vector();
+    std::size_t off = 0;
+    for (std::size_t i = 0; i < dc.size(); ++i) off += std::abs(dg[i] - dc[i]) > 1e-4;
+    EXPECT_LE(off, dc.size() / 100 + 1) << modality_name(m) << ": " << off << " of " << dc.size() << " entries differ";
+  }
+  EXPECT_EQ(rg.forward_passes, rc.forward_passes);
+  EXPECT_EQ(rg.steps, rc.steps);
+}
+
+TEST(CudaAttacks, PgdFgsmAndMiFgsmMatchTheCpu) {
+  AVGRAD_REQUIRE_GPU();
+  const Budget linf{.norm = Norm::linf, .eps = 0.05, .step = 0.0125, .lo = 0.0, .hi = 1.0};
+  const Budget l2{.norm = Norm::l2, .eps = 0.5, .step = 0.125};
+  expect_attack_twin("PGD-10, L-inf, joint", Pgd<float>(PgdOptions{.steps = 10, .seed = 3}),
+                     Pgd<float, Cuda>(PgdOptions{.steps = 10, .seed = 3}), ThreatModel::joint(linf, linf));
+  expect_attack_twin("PGD-5 x2 restarts, L2, audio", Pgd<float>(PgdOptions{.steps = 5, .restarts = 2, .seed = 4}),
+                     Pgd<float, Cuda>(PgdOptions{.steps = 5, .restarts = 2, .seed = 4}), ThreatModel::audio_only(l2));
+  expect_attack_twin("FGSM, video", fgsm<float>(), fgsm<float, Cuda>(), ThreatModel::video_only(linf));
+  expect_attack_twin("MI-FGSM", mi_fgsm<float>(5), mi_fgsm<float, Cuda>(5), ThreatModel::joint(linf, linf));
+}
+
+TEST(CudaAttacks, CpuOnlyObjectivesSaySo) {
+  AVGRAD_REQUIRE_GPU();
+  EXPECT_THROW((Objective<float, Cuda>::of(LossKind::dlr)), Error);
+}
+
+}  // namespace
