@@ -102,7 +102,6 @@ template <Device D> void run(const Options& o, const study::FeatureSet& fs) {
         bar.update(e * steps_per_epoch + s + 1, {{"loss", static_cast<double>(loss.template to<Cpu>().item())}});
     }
   }
-  bar.update(o.epochs * steps_per_epoch);
   const double train_s = seconds_since(t0);
 
   model->eval();
@@ -157,7 +156,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     if (o.device == "cuda")
-      AVGRAD_CHECK(cuda::available(), "train_attack_cuda", "no CUDA device is visible; run with --device cpu");
+      AVGRAD_CHECK(cuda::available(), "--device cuda", "no CUDA device is visible; run with --device cpu");
     const auto fs = o.data.empty()
                         ? synthetic_features(o.synthetic, o.seed)
                         : study::load_features(o.data, std::filesystem::path(o.data) / "features.safetensors",

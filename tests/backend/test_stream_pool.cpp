@@ -116,7 +116,9 @@ TEST(StreamCachingPool, RecordingTheOwnStreamIsFree) {
   pool.record_stream(a, 3);
   pool.deallocate(a);
   EXPECT_TRUE(pool.system().live_events.empty());
-  EXPECT_EQ(pool.allocate(100, 3), a);
+  void* again = pool.allocate(100, 3);
+  EXPECT_EQ(again, a);
+  pool.deallocate(again);
 }
 
 TEST(StreamCachingPool, OutOfMemoryReleasesTheCacheAndRetries) {

@@ -41,7 +41,13 @@ template <class System> class StreamCachingPool {
   explicit StreamCachingPool(System system = {}) : system_(std::move(system)) {}
   StreamCachingPool(const StreamCachingPool&) = delete;
   StreamCachingPool& operator=(const StreamCachingPool&) = delete;
-  ~StreamCachingPool() = default;  // blocks are leaked on purpose at exit: the driver may be gone
+  /// Returns the cached blocks to the system. The process-wide device pools are never
+  /// destroyed (at exit the driver may already be gone); a pool with a shorter life, as in
+  /// tests, gives back what it holds. Blocks still in use stay with their owners.
+  ~StreamCachingPool() {
+    std::lock_guard lock(mutex_);
+    release_cached_locked(/*wait=*/true);
+  }
 
   /// Powers of two up to 1 MiB, then multiples of 2 MiB: reuse stays likely and the
   /// waste below 2x (small) or 2 MiB (large).
