@@ -5,6 +5,8 @@
 //                       video ε 8/255 step 1/255 in [0, 1]), δ from 0, input gradients only
 //   W4_ForwardBackward/B  one probe of that attack: forward, CE, backward to the inputs
 //   W5_Knn              exact kNN, k = 10, N = 20000 latents of D = 1024 (queries = base)
+//   W3_Fbank/0|1        Kaldi fbank (128 bins, 25 ms Hann frames every 10 ms) of 16 clips × 10 s
+//                       at 16 kHz, forward (0) or forward + backward of the sum to the waveform (1)
 // B = 32 (the design's batch) and 256 (one that fills an H100). items/s = examples/s.
 // Convolutions use cuDNN's heuristic algorithms unless AVGRAD_CONV_BENCHMARK=1 is set.
 // The PyTorch side is benchmarks/torch/bench_cuda_workloads.py (same shapes, same GPU).
@@ -93,6 +95,26 @@ void BM_W5_Knn(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * 20000);
 }
 BENCHMARK(BM_W5_Knn)->UseManualTime()->Unit(benchmark::kMillisecond);
+
+void BM_W3_Fbank(benchmark::State& state) {
+  if (!cuda::available()) return state.SkipWithError("no CUDA device present");
+  const bool backward = state.range(0) != 0;
+  const auto options = std::get<audio::kaldi::FbankOptions>(audio::recipes::ast_fbank().features);
+  const audio::kaldi::Fbank<float, Cuda> fbank(options);
+  Generator g(0);
+  auto x = (randn<float>(Shape{16, 160000}, g) * 0.1).to<Cuda>();
+  if (backward) x.requires_grad_();
+  bench::cuda_timed(state, [&] {
+    auto y = fbank(x);
+    if (backward) {
+      sum(y).backward();
+      x.zero_grad();
+    }
+    benchmark::DoNotOptimize(y.data());
+  });
+  state.SetItemsProcessed(state.iterations() * 16);
+}
+BENCHMARK(BM_W3_Fbank)->Arg(0)->Arg(1)->UseManualTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

@@ -7,6 +7,9 @@
   W4_Pgd10/B              PGD-10 joint Linf from delta = 0, eval mode, input gradients only, batch B
   W4_ForwardBackward/B    one gradient of that attack: forward, CE, backward to the two inputs
   W5_Knn                  exact kNN, k = 10, N = 20000, D = 1024: torch.cdist blockwise + topk (4096 rows a block)
+  W3_Fbank/0|1            torchaudio.compliance.kaldi.fbank of 16 clips x 10 s at 16 kHz on the GPU, one clip a
+                          call (it takes one waveform), forward (0) or forward + backward of the sum (1);
+                          the same call as bench_audio.py
 
 B = 32 and 256. The model, attack and step are those of bench_av_small.py (imported from it). TF32 is off
 (torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False), as avgrad's default.
@@ -19,6 +22,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
+import bench_audio as w3  # noqa: E402
 import bench_av_small as av  # noqa: E402
 from bench_cuda_core import cuda_timed  # noqa: E402  (microseconds)
 from timing import emit  # noqa: E402
@@ -70,6 +74,16 @@ def main():
     with torch.no_grad():
         z = torch.randn(20000, 1024, device=dev)
         add("W5_Knn", lambda: knn(z), 20000)
+    wave = w3.make_clips().to(dev)
+    with torch.no_grad():
+        add("W3_Fbank/0", lambda: w3.fbank_all(wave), w3.CLIPS)
+    wave_grad = wave.clone().requires_grad_()
+
+    def fbank_backward():
+        sum(f.sum() for f in w3.fbank_all(wave_grad)).backward()
+        wave_grad.grad = None
+
+    add("W3_Fbank/1", fbank_backward, w3.CLIPS)
     header = f"PyTorch {torch.__version__} on {torch.cuda.get_device_name()}"
     emit(rows, args.json, header,
          [("workload", lambda r: r["name"]), ("ms", lambda r: f"{r['ms']:.2f}"),

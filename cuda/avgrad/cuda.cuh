@@ -3,6 +3,7 @@
 #pragma once
 
 #include "avgrad/cuda/allocator.cuh"
+#include "avgrad/cuda/audio.cuh"
 #include "avgrad/cuda/blas.cuh"
 #include "avgrad/cuda/conv.cuh"
 #include "avgrad/cuda/elementwise.cuh"

@@ -146,6 +146,41 @@ TEST(Spectrum, MagnitudeOfSilenceHasZeroGradient) {
   for (double g : x.grad().to_vector()) EXPECT_EQ(g, 0.0);
 }
 
+// The GEMM formulation every non-CPU device runs, checked here on the CPU against the FFT.
+TEST(Spectrum, DftBasisGemmEqualsTheFft) {
+  for (std::int64_t n : {12, 15, 512})
+    for (auto kind : {SpectrumKind::complex, SpectrumKind::power, SpectrumKind::magnitude}) {
+      const std::int64_t L = n == 512 ? 400 : 9, off = n == 512 ? 56 : 2;
+      auto x = leaf({2, 3, L}, 30 + static_cast<std::uint64_t>(n));
+      auto basis = audio::detail::dft_basis<double>(n, L, off);
+      ASSERT_EQ(basis.shape(), (Shape{L, 2 * (n / 2 + 1)}));
+      auto fft = spectrum(x, n, kind, off), gemm = audio::detail::dft_spectrum(x, basis, kind);
+      ASSERT_EQ(gemm.shape(), fft.shape());
+      const auto a = gemm.to_vector(), b = fft.to_vector();
+      for (std::size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 1e-9 * (1 + std::abs(b[i]))) << "n " << n;
+      if (n == 512) continue;
+      Fn f = [&](const std::vector<TD>& in) { return audio::detail::dft_spectrum(in[0], basis, kind); };
+      expect_gradcheck(f, {x});
+    }
+  auto silence = zeros<double>(Shape{2, 8});
+  silence.requires_grad_();
+  sum(audio::detail::dft_spectrum(silence, audio::detail::dft_basis<double>(8, 8, 0), SpectrumKind::magnitude))
+      .backward();
+  for (double g : silence.grad().to_vector()) EXPECT_EQ(g, 0.0) << "|X| at X = 0 has gradient 0";
+}
+
+TEST(Spectrum, StftPlanEqualsTheOneShotFunctions) {
+  StftOptions o;
+  o.n_fft = 32;
+  o.win_length = 20;
+  o.hop = 8;
+  const StftPlan<double> plan(o);
+  auto x = signal(2, 101, 9).detach();
+  EXPECT_EQ(plan.complex(x).to_vector(), stft(x, o).to_vector());
+  EXPECT_EQ(plan.spectrogram(x, 1.0).to_vector(), spectrogram(x, o, 1.0).to_vector());
+  EXPECT_EQ(plan.frames(x).shape(), (Shape{2, 1 + 101 / 8, 20}));
+}
+
 TEST(Spectrum, StftGradcheckWithShortWindowAndPadding) {
   StftOptions o;
   o.n_fft = 16;

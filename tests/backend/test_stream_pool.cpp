@@ -198,4 +198,27 @@ TEST(StreamCachingPool, ForeignPointersAreRefused) {
   EXPECT_EQ(pool.allocate(0, 0), nullptr);
 }
 
+TEST(StreamCachingPool, CachingOffAllocatesExactSizesAndFreesAtOnce) {
+  Pool pool;
+  void* kept = pool.allocate(1000, 0);
+  pool.deallocate(kept);
+  EXPECT_EQ(pool.cached_bytes(0), 1024u);
+  pool.set_caching(false);
+  EXPECT_FALSE(pool.caching());
+  EXPECT_EQ(pool.cached_bytes(0), 0u) << "turning caching off empties the cache";
+  EXPECT_EQ(pool.system().frees, 1);
+  void* a = pool.allocate(1000, 0);
+  EXPECT_EQ(pool.system().sizes.at(a), 1000u) << "no size class: the sanitizer sees the true end";
+  pool.deallocate(a);
+  EXPECT_EQ(pool.system().frees, 2) << "freed, not cached";
+  void* b = pool.allocate(3000, 0);
+  pool.record_stream(b, 1);
+  const int syncs = pool.system().syncs;
+  pool.deallocate(b);
+  EXPECT_EQ(pool.system().syncs, syncs + 1) << "waits for stream 1 before freeing";
+  EXPECT_EQ(pool.system().used, 0u);
+  EXPECT_EQ(pool.stats().reserved, 0u);
+  EXPECT_EQ(pool.stats().in_use, 0u);
+}
+
 }  // namespace

@@ -6,6 +6,8 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdlib>
+#include <string_view>
 
 #include "avgrad/backend/stream_pool.hpp"
 #include "avgrad/core/storage.hpp"
@@ -66,8 +68,14 @@ using DevicePool = backend::StreamCachingPool<DeviceMemory>;
 using PinnedPool = backend::StreamCachingPool<PinnedMemory>;
 
 /// The process-wide pools (leaked on purpose: tensors in static storage outlive them otherwise).
+/// AVGRAD_CUDA_NO_CACHING=1 turns the device cache off (see StreamCachingPool::set_caching).
 inline DevicePool& device_pool() {
-  static DevicePool* pool = new DevicePool();
+  static DevicePool* pool = [] {
+    auto* p = new DevicePool();
+    const char* off = std::getenv("AVGRAD_CUDA_NO_CACHING");
+    if (off && *off && std::string_view(off) != "0") p->set_caching(false);
+    return p;
+  }();
   return *pool;
 }
 inline PinnedPool& pinned_pool() {

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "avgrad/audio/frame.hpp"
@@ -135,8 +136,9 @@ template <Floating T> Tensor<T, Cpu> kaldi_mel_filterbank(std::int64_t num_bins,
 /// nonzero support [begin, end) is found once; application then costs the number of
 /// nonzeros per frame (about 2F for triangular banks) instead of F·M. Banks denser
 /// than a quarter fall back to a GEMM. Differentiable with respect to the spectrum
-/// (the weights are constants).
-template <Floating T> class Filterbank {
+/// (the weights are constants). On devices other than the CPU, a GEMM with the weights
+/// kept there: a dense (F, M) GEMM is what accelerators run best.
+template <Floating T, Device D = Cpu> class Filterbank {
  public:
   Filterbank() = default;
   explicit Filterbank(const Tensor<T, Cpu>& weights) : weights_(weights.contiguous()) {
@@ -166,6 +168,7 @@ template <Floating T> class Filterbank {
       for (std::int64_t f = begin_[static_cast<std::size_t>(m)]; f < end_[static_cast<std::size_t>(m)]; ++f)
         packed_[static_cast<std::size_t>(start_[static_cast<std::size_t>(m)] + f -
                                          begin_[static_cast<std::size_t>(m)])] = w[f * M + m];
+    if constexpr (!std::is_same_v<D, Cpu>) device_weights_ = weights_.template to<D>();
   }
 
   const Tensor<T, Cpu>& weights() const { return weights_; }
@@ -178,12 +181,21 @@ template <Floating T> class Filterbank {
   bool dense() const { return dense_; }
 
   /// spec (..., F) → (..., M): out[m] = Σ_f spec[f]·W[f, m].
-  Tensor<T, Cpu> operator()(const Tensor<T, Cpu>& spec) const {
+  Tensor<T, D> operator()(const Tensor<T, D>& spec) const {
     avgrad::detail::check_defined(spec, "Filterbank");
     AVGRAD_CHECK(weights_.defined(), "Filterbank", "applied before being given weights");
-    const std::int64_t F = n_freqs(), M = n_filters();
+    const std::int64_t F = n_freqs();
     AVGRAD_CHECK(spec.dim() >= 1 && spec.shape()[spec.dim() - 1] == F, "Filterbank", "expected spectra (..., ", F,
                  ") for a bank of ", F, " bins, got shape ", spec.shape());
+    if constexpr (!std::is_same_v<D, Cpu>)
+      return matmul(spec, device_weights_);
+    else
+      return apply_sparse(spec);
+  }
+
+ private:
+  Tensor<T, Cpu> apply_sparse(const Tensor<T, Cpu>& spec) const {
+    const std::int64_t F = n_freqs(), M = n_filters();
     if (dense_) return matmul(spec, weights_);
     const Tensor<T, Cpu> s = spec.contiguous();
     const std::int64_t rows = s.numel() / F;
@@ -208,7 +220,6 @@ template <Floating T> class Filterbank {
                                     });
   }
 
- private:
   // Rows are processed kBlock at a time, transposed to (F, kBlock) so the inner loop runs
   // across rows in SIMD lanes: each filter's few weights are then applied to kBlock
   // frames at once instead of in a short scalar loop per frame.
@@ -267,6 +278,7 @@ template <Floating T> class Filterbank {
   }
 
   Tensor<T, Cpu> weights_;
+  Tensor<T, D> device_weights_;  ///< a copy of weights_ on D (D ≠ Cpu)
   std::vector<std::int64_t> begin_, end_, start_;
   std::vector<T> packed_;
   bool dense_ = false;

@@ -138,13 +138,68 @@ inline bool frames_worth_parallel(std::int64_t work) { return !omp_in_parallel()
 
 }  // namespace detail
 
+}  // namespace avgrad::audio
+
+namespace avgrad::backend {
+
+/// Cuts and processes frames, and overlap-adds their gradients, on device D. Buffers
+/// are contiguous and on D: signals x (B, S), frames (B·T, L), window L values or null;
+/// backward adds into dx, which the caller zeroes.
+template <Device D> struct Frames;
+
+template <> struct Frames<Cpu> {
+  template <class T> static void forward(const T* x, std::int64_t B, std::int64_t S, const audio::Framing& f,
+                                         const audio::FrameProcessing& proc, const T* window, T* y) {
+    const std::int64_t L = f.length, Tn = f.count, rows = B * Tn;
+#pragma omp parallel for if (audio::detail::frames_worth_parallel(rows * L))
+    for (std::int64_t r = 0; r < rows; ++r) {
+      const std::int64_t b = r / Tn, t = r % Tn;
+      T* v = y + r * L;
+      audio::detail::cut_frame(x + b * S, S, f, t, v);
+      audio::detail::process_frame(v, L, proc, static_cast<std::uint64_t>(r), window);
+    }
+  }
+
+  template <class T> static void backward(const T* g, std::int64_t B, std::int64_t S, const audio::Framing& f,
+                                          const audio::FrameProcessing& proc, const T* window, T* dx) {
+    const std::int64_t L = f.length, Tn = f.count;
+    // One signal per thread: the frames of a signal overlap, so its overlap-add is serial.
+#pragma omp parallel if (audio::detail::frames_worth_parallel(B * Tn * L) && B > 1)
+    {
+      std::vector<T> d(static_cast<std::size_t>(L));
+#pragma omp for
+      for (std::int64_t b = 0; b < B; ++b) {
+        T* dxs = dx + b * S;
+        for (std::int64_t t = 0; t < Tn; ++t) {
+          const T* gr = g + (b * Tn + t) * L;
+          for (std::int64_t j = 0; j < L; ++j) d[static_cast<std::size_t>(j)] = gr[j];
+          audio::detail::process_frame_transposed(d.data(), L, proc, window);
+          const std::int64_t start = f.offset + t * f.hop;
+          if (start >= 0 && start + L <= S) {
+            for (std::int64_t j = 0; j < L; ++j) dxs[start + j] += d[static_cast<std::size_t>(j)];
+          } else {
+            for (std::int64_t j = 0; j < L; ++j) {
+              const std::int64_t i = padded_source_index(start + j, S, f.pad);
+              if (i >= 0) dxs[i] += d[static_cast<std::size_t>(j)];
+            }
+          }
+        }
+      }
+    }
+  }
+};
+
+}  // namespace avgrad::backend
+
+namespace avgrad::audio {
+
 /// Frames of x (..., S) as (..., T, L), each cut by `framing` and processed by
-/// `proc` and, when defined, multiplied by `window` (L values). A non-finite sample
-/// is an error naming its index. Differentiable with
-/// respect to x (the window is a constant): the gradient of each frame goes through
-/// the transposed processing and is added back where the frame read it.
-template <Floating T> Tensor<T, Cpu> frames(const Tensor<T, Cpu>& x, const Framing& framing,
-                                            const FrameProcessing& proc = {}, const Tensor<T, Cpu>& window = {}) {
+/// `proc` and, when defined, multiplied by `window` (L values, on x's device). A
+/// non-finite sample is an error naming its index. Differentiable with respect to x
+/// (the window is a constant): the gradient of each frame goes through the transposed
+/// processing and is added back where the frame read it.
+template <Floating T, Device D> Tensor<T, D> frames(const Tensor<T, D>& x, const Framing& framing,
+                                                    const FrameProcessing& proc = {}, const Tensor<T, D>& window = {}) {
   avgrad::detail::check_defined(x, "frames");
   AVGRAD_CHECK(x.dim() >= 1, "frames", "expected a signal of shape (..., samples), got a scalar");
   const Framing f = framing;
@@ -162,55 +217,19 @@ template <Floating T> Tensor<T, Cpu> frames(const Tensor<T, Cpu>& x, const Frami
   Shape out_shape = x.shape();
   out_shape[out_shape.rank() - 1] = Tn;
   out_shape.push_back(L);
-  const Tensor<T, Cpu> xc = x.contiguous();
+  const Tensor<T, D> xc = x.contiguous();
   check_finite(xc, "frames");  // a NaN sample would silently poison every frame that reads it
-  const Tensor<T, Cpu> wc = window.defined() ? window.contiguous() : Tensor<T, Cpu>();
-  auto y = Tensor<T, Cpu>::empty(out_shape);
-  {
-    const T* xp = xc.data();
-    const T* wp = wc.defined() ? wc.data() : nullptr;
-    T* yp = y.data();
-    const std::int64_t rows = B * Tn;
-#pragma omp parallel for if (detail::frames_worth_parallel(rows * L))
-    for (std::int64_t r = 0; r < rows; ++r) {
-      const std::int64_t b = r / Tn, t = r % Tn;
-      T* v = yp + r * L;
-      detail::cut_frame(xp + b * S, S, f, t, v);
-      detail::process_frame(v, L, proc, static_cast<std::uint64_t>(r), wp);
-    }
-  }
-  if (!autograd::any_requires_grad<T, Cpu>({&x})) return y;
+  const Tensor<T, D> wc = window.defined() ? window.contiguous() : Tensor<T, D>();
+  auto y = Tensor<T, D>::empty(out_shape);
+  if (B * Tn > 0) backend::Frames<D>::forward(xc.data(), B, S, f, proc, wc.defined() ? wc.data() : nullptr, y.data());
+  if (!autograd::any_requires_grad<T, D>({&x})) return y;
   const Shape x_shape = x.shape();
-  return autograd::record<T, Cpu>("frames", y, {x}, [=](const Tensor<T, Cpu>& g_any, const std::vector<bool>&) {
-    const Tensor<T, Cpu> g = g_any.contiguous();
-    auto dx = zeros<T, Cpu>(x_shape);
-    const T* gp = g.data();
-    const T* wp = wc.defined() ? wc.data() : nullptr;
-    T* dp = dx.data();
-    // One signal per thread: the frames of a signal overlap, so its overlap-add is serial.
-#pragma omp parallel if (detail::frames_worth_parallel(B * Tn * L) && B > 1)
-    {
-      std::vector<T> d(static_cast<std::size_t>(L));
-#pragma omp for
-      for (std::int64_t b = 0; b < B; ++b) {
-        T* dxs = dp + b * S;
-        for (std::int64_t t = 0; t < Tn; ++t) {
-          const T* gr = gp + (b * Tn + t) * L;
-          for (std::int64_t j = 0; j < L; ++j) d[static_cast<std::size_t>(j)] = gr[j];
-          detail::process_frame_transposed(d.data(), L, proc, wp);
-          const std::int64_t start = f.offset + t * f.hop;
-          if (start >= 0 && start + L <= S) {
-            for (std::int64_t j = 0; j < L; ++j) dxs[start + j] += d[static_cast<std::size_t>(j)];
-          } else {
-            for (std::int64_t j = 0; j < L; ++j) {
-              const std::int64_t i = padded_source_index(start + j, S, f.pad);
-              if (i >= 0) dxs[i] += d[static_cast<std::size_t>(j)];
-            }
-          }
-        }
-      }
-    }
-    return autograd::Grads<T, Cpu>{dx};
+  return autograd::record<T, D>("frames", y, {x}, [=](const Tensor<T, D>& g_any, const std::vector<bool>&) {
+    const Tensor<T, D> g = g_any.contiguous();
+    auto dx = zeros<T, D>(x_shape);
+    if (B * Tn > 0 && S > 0)
+      backend::Frames<D>::backward(g.data(), B, S, f, proc, wc.defined() ? wc.data() : nullptr, dx.data());
+    return autograd::Grads<T, D>{dx};
   });
 }
 

@@ -60,8 +60,8 @@ struct FbankOptions {
 };
 
 /// Kaldi fbank as an object: validates the options once and keeps the window and the
-/// (sparse) mel bank. x (..., S) → (..., T, num_columns()).
-template <Floating T> class Fbank {
+/// mel bank on device D. x (..., S) → (..., T, num_columns()).
+template <Floating T, Device D = Cpu> class Fbank {
  public:
   explicit Fbank(const FbankOptions& o = {}) : o_(o) {
     const std::int64_t L = o.window_size(), hop = o.window_shift(), N = o.padded_window_size();
@@ -76,17 +76,18 @@ template <Floating T> class Fbank {
                  "preemphasis_coefficient must be in [0, 1], got ", o.preemphasis_coefficient);
     AVGRAD_CHECK(o.dither >= 0 && std::isfinite(o.dither), "kaldi::fbank", "dither must be >= 0, got ", o.dither);
     AVGRAD_CHECK(o.energy_floor >= 0, "kaldi::fbank", "energy_floor must be >= 0, got ", o.energy_floor);
-    window_ = audio::window<T>(o.window_type, L, Symmetry::symmetric, o.blackman_coeff);
-    bank_ = Filterbank<T>(kaldi_mel_filterbank<T>(o.num_mel_bins, N, o.sample_frequency, o.low_freq, o.high_freq));
+    window_ = audio::window<T>(o.window_type, L, Symmetry::symmetric, o.blackman_coeff).template to<D>();
+    spectrum_ = audio::detail::SpectrumPlan<T, D>(N, L, 0);
+    bank_ = Filterbank<T, D>(kaldi_mel_filterbank<T>(o.num_mel_bins, N, o.sample_frequency, o.low_freq, o.high_freq));
   }
 
   const FbankOptions& options() const { return o_; }
-  const Filterbank<T>& filterbank() const { return bank_; }
-  const Tensor<T, Cpu>& window() const { return window_; }
+  const Filterbank<T, D>& filterbank() const { return bank_; }
+  const Tensor<T, D>& window() const { return window_; }
 
   /// Features of x (..., S). `gen` supplies the dither noise; it is required when
   /// dither > 0 and advanced by the number of frame samples drawn.
-  Tensor<T, Cpu> operator()(const Tensor<T, Cpu>& x, Generator* gen = nullptr) const {
+  Tensor<T, D> operator()(const Tensor<T, D>& x, Generator* gen = nullptr) const {
     avgrad::detail::check_defined(x, "kaldi::fbank");
     AVGRAD_CHECK(x.dim() >= 1, "kaldi::fbank", "expected a waveform of shape (..., samples), got a scalar");
     const std::int64_t S = x.shape()[x.dim() - 1];
@@ -98,17 +99,16 @@ template <Floating T> class Fbank {
       proc.dither_offset = gen->advance(static_cast<std::uint64_t>(x.numel() / std::max<std::int64_t>(S, 1)) *
                                         static_cast<std::uint64_t>(f.count * f.length));
     }
-    const Tensor<T, Cpu> fr = frames(x, f, proc, window_);
-    const Tensor<T, Cpu> spec =
-        spectrum(fr, o_.padded_window_size(), o_.use_power ? SpectrumKind::power : SpectrumKind::magnitude);
-    Tensor<T, Cpu> mel = bank_(spec);
+    const Tensor<T, D> fr = frames(x, f, proc, window_);
+    const Tensor<T, D> spec = spectrum_(fr, o_.use_power ? SpectrumKind::power : SpectrumKind::magnitude);
+    Tensor<T, D> mel = bank_(spec);
     if (o_.use_log_fbank) mel = log_floor(mel);
     if (o_.use_energy) {
       // raw energy: the same frames (same dither draws) before pre-emphasis and window
       FrameProcessing raw = proc;
       raw.preemphasis = 0;
-      const Tensor<T, Cpu> e_frames = o_.raw_energy ? frames(x, f, raw) : fr;
-      Tensor<T, Cpu> energy = log_floor(sum(square(e_frames), {-1}, true));
+      const Tensor<T, D> e_frames = o_.raw_energy ? frames(x, f, raw) : fr;
+      Tensor<T, D> energy = log_floor(sum(square(e_frames), {-1}, true));
       if (o_.energy_floor > 0)
         energy = clamp(energy, std::log(o_.energy_floor), std::numeric_limits<double>::infinity());
       mel = o_.htk_compat ? concat({mel, energy}, -1) : concat({energy, mel}, -1);
@@ -119,14 +119,15 @@ template <Floating T> class Fbank {
 
  private:
   FbankOptions o_;
-  Tensor<T, Cpu> window_;
-  Filterbank<T> bank_;
+  Tensor<T, D> window_;
+  audio::detail::SpectrumPlan<T, D> spectrum_;
+  Filterbank<T, D> bank_;
 };
 
 /// Kaldi fbank features of x (..., S) → (..., T, M [+1]); see Fbank.
-template <Floating T>
-Tensor<T, Cpu> fbank(const Tensor<T, Cpu>& x, const FbankOptions& o = {}, Generator* gen = nullptr) {
-  return Fbank<T>(o)(x, gen);
+template <Floating T, Device D>
+Tensor<T, D> fbank(const Tensor<T, D>& x, const FbankOptions& o = {}, Generator* gen = nullptr) {
+  return Fbank<T, D>(o)(x, gen);
 }
 
 /// Kaldi's MfccOptions: fbank options (use_power, use_log_fbank forced on) plus
@@ -140,29 +141,29 @@ struct MfccOptions {
 /// Kaldi MFCC of x (..., S) → (..., T, num_ceps): log mel energies → orthonormal
 /// DCT-II (C0 scaled by √(1/M)) → lifter; with use_energy C0 is replaced by the log
 /// energy; htk_compat moves C0 last (scaled by √2 when it is not the energy).
-template <Floating T> class Mfcc {
+template <Floating T, Device D = Cpu> class Mfcc {
  public:
   explicit Mfcc(const MfccOptions& o = {}) : o_(o), fbank_(forced(o)) {
     const std::int64_t M = o.fbank.num_mel_bins;
     AVGRAD_CHECK(o.num_ceps >= 1 && o.num_ceps <= M, "kaldi::mfcc", "num_ceps must be in [1, num_mel_bins = ", M,
                  "], got ", o.num_ceps);
-    dct_ = dct_matrix<T>(o.num_ceps, M, true);
-    lifter_ = lifter_weights<T>(o.num_ceps, o.cepstral_lifter);
+    dct_ = dct_matrix<T>(o.num_ceps, M, true).template to<D>();
+    lifter_ = lifter_weights<T>(o.num_ceps, o.cepstral_lifter).template to<D>();
   }
 
-  Tensor<T, Cpu> operator()(const Tensor<T, Cpu>& x, Generator* gen = nullptr) const {
+  Tensor<T, D> operator()(const Tensor<T, D>& x, Generator* gen = nullptr) const {
     const FbankOptions& fo = o_.fbank;
     const std::int64_t M = fo.num_mel_bins, C = o_.num_ceps;
-    Tensor<T, Cpu> feat = fbank_(x, gen), energy;
+    Tensor<T, D> feat = fbank_(x, gen), energy;
     if (fo.use_energy) {
       const std::int64_t e = fo.htk_compat ? M : 0;
       energy = feat.narrow(-1, e, 1);
       feat = feat.narrow(-1, fo.htk_compat ? 0 : 1, M);
     }
-    Tensor<T, Cpu> c = matmul(feat, dct_);
+    Tensor<T, D> c = matmul(feat, dct_);
     if (o_.cepstral_lifter != 0) c = c * lifter_;
-    Tensor<T, Cpu> c0 = fo.use_energy ? energy : c.narrow(-1, 0, 1);
-    Tensor<T, Cpu> rest = c.narrow(-1, 1, C - 1);
+    Tensor<T, D> c0 = fo.use_energy ? energy : c.narrow(-1, 0, 1);
+    Tensor<T, D> rest = c.narrow(-1, 1, C - 1);
     if (fo.htk_compat) {
       if (!fo.use_energy) c0 = c0 * std::numbers::sqrt2;
       c = concat({rest, c0}, -1);
@@ -183,14 +184,14 @@ template <Floating T> class Mfcc {
   }
 
   MfccOptions o_;
-  Fbank<T> fbank_;
-  Tensor<T, Cpu> dct_, lifter_;
+  Fbank<T, D> fbank_;
+  Tensor<T, D> dct_, lifter_;
 };
 
 /// Kaldi MFCC of x (..., S); see Mfcc.
-template <Floating T>
-Tensor<T, Cpu> mfcc(const Tensor<T, Cpu>& x, const MfccOptions& o = {}, Generator* gen = nullptr) {
-  return Mfcc<T>(o)(x, gen);
+template <Floating T, Device D>
+Tensor<T, D> mfcc(const Tensor<T, D>& x, const MfccOptions& o = {}, Generator* gen = nullptr) {
+  return Mfcc<T, D>(o)(x, gen);
 }
 
 }  // namespace avgrad::audio::kaldi

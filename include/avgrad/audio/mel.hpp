@@ -26,23 +26,29 @@ struct MelSpectrogramOptions {
 };
 
 /// |STFT|^power → mel filterbank, as torchaudio.transforms.MelSpectrogram (time-major
-/// output). Holds its window and filterbank; thread-compatible (const calls only).
-template <Floating T> class MelSpectrogram {
+/// output). Holds its STFT plan and filterbank on device D; thread-compatible (const
+/// calls only).
+template <Floating T, Device D = Cpu> class MelSpectrogram {
  public:
   explicit MelSpectrogram(const MelSpectrogramOptions& o = {})
       : o_(o),
+        stft_(o.stft),
         bank_(mel_filterbank<T>(
             MelOptions{o.stft.bins(), o.sample_rate, o.n_mels, o.f_min, o.f_max, o.scale, o.slaney_norm})) {}
 
   const MelSpectrogramOptions& options() const { return o_; }
-  const Filterbank<T>& filterbank() const { return bank_; }
+  const Filterbank<T, D>& filterbank() const { return bank_; }
 
   /// x (..., S) → (..., T, n_mels).
-  Tensor<T, Cpu> operator()(const Tensor<T, Cpu>& x) const { return bank_(spectrogram(x, o_.stft, o_.power)); }
+  Tensor<T, D> operator()(const Tensor<T, D>& x) const {
+    avgrad::detail::check_defined(x, "MelSpectrogram");
+    return bank_(stft_.spectrogram(x, o_.power));
+  }
 
  private:
   MelSpectrogramOptions o_;
-  Filterbank<T> bank_;
+  StftPlan<T, D> stft_;
+  Filterbank<T, D> bank_;
 };
 
 /// DCT-II as a (n_in, n_out) matrix for right-multiplication (torchaudio's
@@ -83,20 +89,21 @@ struct MfccOptions {
 
 /// MFCC as torchaudio.transforms.MFCC: mel spectrogram → dB (or log) → DCT-II,
 /// (..., S) → (..., T, n_mfcc).
-template <Floating T> class Mfcc {
+template <Floating T, Device D = Cpu> class Mfcc {
  public:
-  explicit Mfcc(const MfccOptions& o = {}) : o_(o), mel_(o.mel), dct_(dct_matrix<T>(o.n_mfcc, o.mel.n_mels, o.ortho)) {}
+  explicit Mfcc(const MfccOptions& o = {})
+      : o_(o), mel_(o.mel), dct_(dct_matrix<T>(o.n_mfcc, o.mel.n_mels, o.ortho).template to<D>()) {}
 
-  Tensor<T, Cpu> operator()(const Tensor<T, Cpu>& x) const {
-    Tensor<T, Cpu> m = mel_(x);
+  Tensor<T, D> operator()(const Tensor<T, D>& x) const {
+    Tensor<T, D> m = mel_(x);
     m = o_.log_mels ? log(m + 1e-6) : power_to_db(m, DbOptions{1e-10, 1.0, 80.0});
     return matmul(m, dct_);
   }
 
  private:
   MfccOptions o_;
-  MelSpectrogram<T> mel_;
-  Tensor<T, Cpu> dct_;
+  MelSpectrogram<T, D> mel_;
+  Tensor<T, D> dct_;
 };
 
 }  // namespace avgrad::audio

@@ -11,12 +11,25 @@
 
 #include <cmath>
 #include <cstdint>
+#include <numbers>
+#include <type_traits>
 #include <vector>
 
 #include "avgrad/audio/frame.hpp"
 #include "avgrad/audio/window.hpp"
 #include "avgrad/backend/cpu/fft.hpp"
+#include "avgrad/ops/linalg.hpp"
 #include "avgrad/ops/unary.hpp"
+
+namespace avgrad::fn {
+
+/// √x whose gradient is 0 at x = 0 (|X| from |X|²: the magnitude's subgradient at 0).
+struct SqrtZeroAtZero {
+  template <class T> AVGRAD_HOST_DEVICE T operator()(T x) const { return sqrt(x); }
+  template <class T> AVGRAD_HOST_DEVICE T grad(T, T y, T g) const { return y > T(0) ? g / (T(2) * y) : T(0); }
+};
+
+}  // namespace avgrad::fn
 
 namespace avgrad::audio {
 
@@ -44,21 +57,19 @@ template <class T> void halve_inner_bins(T* G, std::int64_t n, std::int64_t F) {
 
 }  // namespace detail
 
-/// The one-sided DFT of every frame of x (..., L) zero-padded to n_fft, with the L
-/// samples placed at [offset, offset + L) of the transform (torch.stft centres a short
-/// window inside n_fft this way; the placement changes only the phase). No window
-/// is applied here (frames() applies it). Differentiable: the backward is one real
-/// inverse FFT per frame; magnitude and power keep the complex spectrum they computed
-/// anyway (rows·F·2 values, as PyTorch's abs() saves its complex input) rather than
-/// recomputing it. |X| has gradient 0 where X = 0.
-template <Floating T> Tensor<T, Cpu> spectrum(const Tensor<T, Cpu>& x, std::int64_t n_fft,
-                                              SpectrumKind kind = SpectrumKind::complex, std::int64_t offset = 0) {
-  avgrad::detail::check_defined(x, "spectrum");
-  AVGRAD_CHECK(x.dim() >= 1, "spectrum", "expected frames of shape (..., L), got a scalar");
-  const std::int64_t L = x.shape()[x.dim() - 1];
+namespace detail {
+
+inline void check_spectrum_args(const Shape& shape, std::int64_t n_fft, std::int64_t offset) {
+  AVGRAD_CHECK(shape.rank() >= 1, "spectrum", "expected frames of shape (..., L), got a scalar");
+  const std::int64_t L = shape[shape.rank() - 1];
   AVGRAD_CHECK(n_fft >= 1 && offset >= 0 && offset + L <= n_fft, "spectrum", "frames of ", L,
-               " samples placed at offset ", offset, " do not fit an n_fft of ", n_fft, " (input shape ", x.shape(),
-               ")");
+               " samples placed at offset ", offset, " do not fit an n_fft of ", n_fft, " (input shape ", shape, ")");
+}
+
+/// The CPU twin of spectrum(): one real FFT per frame (arguments already checked).
+template <Floating T>
+Tensor<T, Cpu> fft_spectrum(const Tensor<T, Cpu>& x, std::int64_t n_fft, SpectrumKind kind, std::int64_t offset) {
+  const std::int64_t L = x.shape()[x.dim() - 1];
   const std::int64_t F = n_fft / 2 + 1, rows = L > 0 ? x.numel() / L : 0;
   Shape out_shape = x.shape();
   out_shape[out_shape.rank() - 1] = F;
@@ -137,6 +148,84 @@ template <Floating T> Tensor<T, Cpu> spectrum(const Tensor<T, Cpu>& x, std::int6
   });
 }
 
+/// The one-sided DFT as a (L, 2F) matrix for frames of L samples placed at `offset` of an
+/// n_fft transform: columns 2k and 2k+1 hold cos and −sin of 2πk(j + offset)/n_fft, so
+/// frames (rows, L) times it are the interleaved (real, imaginary) spectra. Angles are
+/// reduced exactly (k·(j + offset) mod n_fft) before the double-precision cos/sin.
+template <Floating T> Tensor<T, Cpu> dft_basis(std::int64_t n_fft, std::int64_t L, std::int64_t offset) {
+  const std::int64_t F = n_fft / 2 + 1;
+  auto basis = Tensor<T, Cpu>::empty(Shape{L, 2 * F});
+  T* b = basis.data();
+  const double step = 2.0 * std::numbers::pi / static_cast<double>(n_fft);
+  for (std::int64_t j = 0; j < L; ++j)
+    for (std::int64_t k = 0; k < F; ++k) {
+      const double a = step * static_cast<double>((k * (j + offset)) % n_fft);
+      b[j * 2 * F + 2 * k] = static_cast<T>(std::cos(a));
+      b[j * 2 * F + 2 * k + 1] = static_cast<T>(-std::sin(a));
+    }
+  return basis;
+}
+
+/// spectrum() as one GEMM with dft_basis(): O(L·F) per frame instead of the FFT's
+/// O(n log n), but a single large GEMM is what an accelerator runs best, and its backward
+/// is the GEMM's own. Power is Re² + Im²; the magnitude is its square root with gradient 0
+/// where the spectrum is 0, as the FFT path.
+template <Floating T, Device D>
+Tensor<T, D> dft_spectrum(const Tensor<T, D>& x, const Tensor<T, D>& basis, SpectrumKind kind) {
+  const std::int64_t L = x.shape()[x.dim() - 1], F = basis.shape()[1] / 2, rows = L > 0 ? x.numel() / L : 0;
+  Shape complex_shape = x.shape();
+  complex_shape[complex_shape.rank() - 1] = F;
+  complex_shape.push_back(2);
+  const Tensor<T, D> c = matmul(x.reshape(Shape{rows, L}), basis).reshape(complex_shape);
+  if (kind == SpectrumKind::complex) return c;
+  const Tensor<T, D> p = sum(square(c), {-1});
+  return kind == SpectrumKind::power ? p : avgrad::detail::unary_op("spectrum", p, fn::SqrtZeroAtZero{});
+}
+
+/// What spectrum() needs for one framing, made once: the DFT basis on devices other
+/// than the CPU (which runs FFTs).
+template <Floating T, Device D> struct SpectrumPlan {
+  std::int64_t n_fft = 0, offset = 0;
+  Tensor<T, D> basis;
+
+  SpectrumPlan() = default;
+  SpectrumPlan(std::int64_t n, std::int64_t length, std::int64_t place) : n_fft(n), offset(place) {
+    if constexpr (!std::is_same_v<D, Cpu>) basis = dft_basis<T>(n, length, place).template to<D>();
+  }
+  Tensor<T, D> operator()(const Tensor<T, D>& fr, SpectrumKind kind) const {
+    avgrad::detail::check_defined(fr, "spectrum");
+    if constexpr (std::is_same_v<D, Cpu>) {
+      check_spectrum_args(fr.shape(), n_fft, offset);
+      return fft_spectrum(fr, n_fft, kind, offset);
+    } else {
+      AVGRAD_CHECK(fr.dim() >= 1 && fr.shape()[fr.dim() - 1] == basis.shape()[0], "spectrum", "frames of shape ",
+                   fr.shape(), " for a plan of ", basis.shape()[0], "-sample frames");
+      return dft_spectrum(fr, basis, kind);
+    }
+  }
+};
+
+}  // namespace detail
+
+/// The one-sided DFT of every frame of x (..., L) zero-padded to n_fft, with the L
+/// samples placed at [offset, offset + L) of the transform (torch.stft centres a short
+/// window inside n_fft this way; the placement changes only the phase). No window
+/// is applied here (frames() applies it). Differentiable. On the CPU, one real FFT per
+/// frame whose backward is one real inverse FFT; magnitude and power keep the complex
+/// spectrum they computed anyway (rows·F·2 values, as PyTorch's abs() saves its
+/// complex input) rather than recomputing it. Elsewhere, one GEMM with the DFT basis
+/// (detail::dft_spectrum). |X| has gradient 0 where X = 0.
+template <Floating T, Device D> Tensor<T, D> spectrum(const Tensor<T, D>& x, std::int64_t n_fft,
+                                                      SpectrumKind kind = SpectrumKind::complex,
+                                                      std::int64_t offset = 0) {
+  avgrad::detail::check_defined(x, "spectrum");
+  detail::check_spectrum_args(x.shape(), n_fft, offset);
+  if constexpr (std::is_same_v<D, Cpu>)
+    return detail::fft_spectrum(x, n_fft, kind, offset);
+  else
+    return detail::dft_spectrum(x, detail::dft_basis<T>(n_fft, x.shape()[x.dim() - 1], offset).template to<D>(), kind);
+}
+
 /// torch.stft's options (torchaudio.transforms.Spectrogram's defaults).
 struct StftOptions {
   std::int64_t n_fft = 400;
@@ -153,45 +242,70 @@ struct StftOptions {
   std::int64_t bins() const { return n_fft / 2 + 1; }
 };
 
-namespace detail {
-
-template <Floating T> Tensor<T, Cpu> stft_frames(const Tensor<T, Cpu>& x, const StftOptions& o) {
-  AVGRAD_CHECK(x.dim() >= 1, "stft", "expected a signal of shape (..., samples), got a scalar");
-  const std::int64_t win = o.resolved_win_length(), hop = o.resolved_hop();
-  AVGRAD_CHECK(win <= o.n_fft, "stft", "win_length ", win, " exceeds n_fft ", o.n_fft);
-  const Framing f = stft_framing(x.shape()[x.dim() - 1], o.n_fft, hop, win, o.center, o.pad_mode);
-  Tensor<T, Cpu> w = window<T>(o.window, win, o.symmetry);
-  if (o.normalized) {
-    double e = 0;
-    for (std::int64_t j = 0; j < win; ++j) e += static_cast<double>(w.data()[j]) * w.data()[j];
-    const T s = static_cast<T>(1.0 / std::sqrt(e));
-    for (std::int64_t j = 0; j < win; ++j) w.data()[j] *= s;
+/// torch.stft for one set of options, made once: the (normalised) window and the
+/// spectrum plan on device D. Thread-compatible (const calls only).
+template <Floating T, Device D = Cpu> class StftPlan {
+ public:
+  explicit StftPlan(const StftOptions& o = {}) : o_(o) {
+    const std::int64_t win = o.resolved_win_length();
+    AVGRAD_CHECK(o.n_fft >= 1 && win <= o.n_fft, "stft", "win_length ", win, " must be in [1, n_fft = ", o.n_fft, "]");
+    Tensor<T, Cpu> w = audio::window<T>(o.window, win, o.symmetry);
+    if (o.normalized) {
+      double e = 0;
+      for (std::int64_t j = 0; j < win; ++j) e += static_cast<double>(w.data()[j]) * w.data()[j];
+      const T s = static_cast<T>(1.0 / std::sqrt(e));
+      for (std::int64_t j = 0; j < win; ++j) w.data()[j] *= s;
+    }
+    window_ = w.template to<D>();
+    spectrum_ = detail::SpectrumPlan<T, D>(o.n_fft, win, (o.n_fft - win) / 2);
   }
-  return frames(x, f, FrameProcessing{}, w);
-}
 
-}  // namespace detail
+  const StftOptions& options() const { return o_; }
+  const Tensor<T, D>& window() const { return window_; }
+
+  /// The windowed frames of x (..., S) as (..., T, win_length).
+  Tensor<T, D> frames(const Tensor<T, D>& x) const {
+    avgrad::detail::check_defined(x, "stft");
+    AVGRAD_CHECK(x.dim() >= 1, "stft", "expected a signal of shape (..., samples), got a scalar");
+    const Framing f = stft_framing(x.shape()[x.dim() - 1], o_.n_fft, o_.resolved_hop(), o_.resolved_win_length(),
+                                   o_.center, o_.pad_mode);
+    return audio::frames(x, f, FrameProcessing{}, window_);
+  }
+
+  /// (..., S) → (..., T, F, 2), see stft().
+  Tensor<T, D> complex(const Tensor<T, D>& x) const { return spectrum_(frames(x), SpectrumKind::complex); }
+
+  /// (..., S) → (..., T, F), see spectrogram().
+  Tensor<T, D> spectrogram(const Tensor<T, D>& x, double power = 2.0) const {
+    AVGRAD_CHECK(power > 0 && std::isfinite(power), "spectrogram", "power must be positive and finite, got ", power);
+    const Tensor<T, D> fr = frames(x);
+    if (power == 2.0) return spectrum_(fr, SpectrumKind::power);
+    const Tensor<T, D> mag = spectrum_(fr, SpectrumKind::magnitude);
+    return power == 1.0 ? mag : pow(mag, power);
+  }
+
+ private:
+  StftOptions o_;
+  Tensor<T, D> window_;
+  detail::SpectrumPlan<T, D> spectrum_;
+};
 
 /// The STFT of x (..., S) as (..., T, F, 2) (real, imaginary), matching torch.stft
 /// (onesided, return_complex) with the window described by `o`. hop defaults to
-/// win_length / 2 as torchaudio.
-template <Floating T> Tensor<T, Cpu> stft(const Tensor<T, Cpu>& x, const StftOptions& o = {}) {
+/// win_length / 2 as torchaudio. Repeated calls with the same options: StftPlan.
+template <Floating T, Device D> Tensor<T, D> stft(const Tensor<T, D>& x, const StftOptions& o = {}) {
   avgrad::detail::check_defined(x, "stft");
-  return spectrum(detail::stft_frames(x, o), o.n_fft, SpectrumKind::complex, (o.n_fft - o.resolved_win_length()) / 2);
+  return StftPlan<T, D>(o).complex(x);
 }
 
 /// |STFT|^power of x (..., S) as (..., T, F), as torchaudio.transforms.Spectrogram
 /// (transposed to time-major). power 1 (magnitude) and 2 (power) are computed
 /// directly; other positive powers as magnitude^power.
-template <Floating T>
-Tensor<T, Cpu> spectrogram(const Tensor<T, Cpu>& x, const StftOptions& o = {}, double power = 2.0) {
+template <Floating T, Device D>
+Tensor<T, D> spectrogram(const Tensor<T, D>& x, const StftOptions& o = {}, double power = 2.0) {
   avgrad::detail::check_defined(x, "spectrogram");
   AVGRAD_CHECK(power > 0 && std::isfinite(power), "spectrogram", "power must be positive and finite, got ", power);
-  const std::int64_t place = (o.n_fft - o.resolved_win_length()) / 2;
-  const Tensor<T, Cpu> fr = detail::stft_frames(x, o);
-  if (power == 2.0) return spectrum(fr, o.n_fft, SpectrumKind::power, place);
-  const Tensor<T, Cpu> mag = spectrum(fr, o.n_fft, SpectrumKind::magnitude, place);
-  return power == 1.0 ? mag : pow(mag, power);
+  return StftPlan<T, D>(o).spectrogram(x, power);
 }
 
 }  // namespace avgrad::audio

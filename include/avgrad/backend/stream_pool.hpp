@@ -61,8 +61,8 @@ template <class System> class StreamCachingPool {
   /// A block of at least `bytes` usable on `stream` without synchronisation.
   void* allocate(std::size_t bytes, Stream stream) {
     if (bytes == 0) return nullptr;
-    const std::size_t cls = size_class(bytes);
     std::lock_guard lock(mutex_);
+    const std::size_t cls = caching_ ? size_class(bytes) : bytes;
     ++stats_.allocations;
     collect_pending_locked();
     void* p = take_cached_locked(cls, stream);
@@ -117,6 +117,7 @@ template <class System> class StreamCachingPool {
       system_.free(p);
       stats_.reserved -= b.cls;
     }
+    if (!caching_) release_cached_locked(/*wait=*/true);
   }
 
   /// Frees every cached block (waits for pending cross-stream uses first).
@@ -152,6 +153,19 @@ template <class System> class StreamCachingPool {
   bool poison() const {
     std::lock_guard lock(mutex_);
     return poison_;
+  }
+  /// Caching off (AVGRAD_CUDA_NO_CACHING=1 for the device pool): blocks of exactly the size
+  /// asked for, given back to the system when freed (after the streams that used them).
+  /// Slow; for compute-sanitizer, which sees out-of-bounds accesses only at the edges of
+  /// the system's own allocations.
+  void set_caching(bool on) {
+    std::lock_guard lock(mutex_);
+    caching_ = on;
+    if (!on) release_cached_locked(/*wait=*/true);
+  }
+  bool caching() const {
+    std::lock_guard lock(mutex_);
+    return caching_;
   }
   System& system() { return system_; }
 
@@ -205,6 +219,7 @@ template <class System> class StreamCachingPool {
   std::vector<Pending> pending_;
   AllocatorStats stats_;
   bool poison_ = false;
+  bool caching_ = true;
 };
 
 }  // namespace avgrad::backend

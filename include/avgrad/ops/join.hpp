@@ -18,6 +18,7 @@
 
 #include <omp.h>
 
+#include "avgrad/core/device.hpp"
 #include "avgrad/ops/view.hpp"
 
 namespace avgrad {
@@ -33,7 +34,8 @@ enum class PadMode {
 /// Where padded position i (any integer) of an extent-n dim reads from, for the
 /// mirroring and replicating modes; -1 for constant padding outside [0, n).
 /// Mirrors repeat as often as needed (Kaldi's frame extraction relies on this).
-inline std::int64_t padded_source_index(std::int64_t i, std::int64_t n, PadMode mode) {
+/// Host and device: the GPU framing kernels read through it.
+AVGRAD_HOST_DEVICE inline std::int64_t padded_source_index(std::int64_t i, std::int64_t n, PadMode mode) {
   if (i >= 0 && i < n) return i;
   if (n <= 0) return -1;  // nothing to mirror or repeat
   switch (mode) {
