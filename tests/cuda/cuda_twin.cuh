@@ -71,4 +71,21 @@ template <class T> void expect_twin(const std::string& what, const std::vector<T
   }
 }
 
+/// A CPU leaf that requires grad: N(mean, scale²) from a seeded generator.
+template <class T = float>
+Tensor<T, Cpu> leaf(const Shape& s, std::uint64_t seed, double scale = 1.0, double mean = 0.0) {
+  Generator g(seed);
+  auto x = randn<T>(s, g, mean, scale);
+  x.requires_grad_();
+  return x;
+}
+
+/// expect_twin for one generic lambda `f` over the input vector, instantiated for both devices.
+template <class T = float, class F>
+void twin_of(const std::string& what, const std::vector<Tensor<T, Cpu>>& in, F f, double rtol, double atol) {
+  using Fc = std::function<Tensor<T, Cpu>(const std::vector<Tensor<T, Cpu>>&)>;
+  using Fg = std::function<Tensor<T, Cuda>(const std::vector<Tensor<T, Cuda>>&)>;
+  expect_twin<T>(what, in, Fc(f), Fg(f), rtol, atol);
+}
+
 }  // namespace avgrad::testing

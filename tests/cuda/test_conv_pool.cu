@@ -6,22 +6,13 @@
 
 using namespace avgrad;
 using avgrad::testing::close_to_cpu;
-using avgrad::testing::expect_twin;
 
 namespace {
 
-using Fc = std::function<Tensor<float, Cpu>(const std::vector<Tensor<float, Cpu>>&)>;
-using Fg = std::function<Tensor<float, Cuda>(const std::vector<Tensor<float, Cuda>>&)>;
+using avgrad::testing::leaf;
 template <class F> void twin(const std::string& what, const std::vector<Tensor<float, Cpu>>& in, F f,
                              double rtol = 1e-4, double atol = 1e-4) {
-  expect_twin<float>(what, in, Fc(f), Fg(f), rtol, atol);
-}
-
-Tensor<float, Cpu> leaf(const Shape& s, std::uint64_t seed) {
-  Generator g(seed);
-  auto x = randn<float>(s, g);
-  x.requires_grad_();
-  return x;
+  avgrad::testing::twin_of(what, in, f, rtol, atol);
 }
 
 TEST(CudaConv, Conv1d2d3dForwardAndBackward) {
@@ -78,13 +69,13 @@ TEST(CudaConv, BenchmarkModeAndDoubleAgree) {
   auto x = randn<double>({2, 3, 7, 7}, g), w = randn<double>({4, 3, 3, 3}, g);
   x.requires_grad_();
   w.requires_grad_();
-  using Fcd = std::function<Tensor<double, Cpu>(const std::vector<Tensor<double, Cpu>>&)>;
-  using Fgd = std::function<Tensor<double, Cuda>(const std::vector<Tensor<double, Cuda>>&)>;
-  auto f = [](const auto& v) {
-    using Tn = std::decay_t<decltype(v[0])>;
-    return conv2d(v[0], v[1], Tn(), 2, 1);
-  };
-  expect_twin<double>("double precision", {x, w}, Fcd(f), Fgd(f), 1e-12, 1e-12);
+  avgrad::testing::twin_of<double>(
+      "double precision", {x, w},
+      [](const auto& v) {
+        using Tn = std::decay_t<decltype(v[0])>;
+        return conv2d(v[0], v[1], Tn(), 2, 1);
+      },
+      1e-12, 1e-12);
 }
 
 TEST(CudaConv, Im2colFallbackMatchesTheCpu) {

@@ -5,24 +5,15 @@
 
 using namespace avgrad;
 using avgrad::testing::close_to_cpu;
-using avgrad::testing::expect_twin;
 
 namespace {
 
-using Fc = std::function<Tensor<float, Cpu>(const std::vector<Tensor<float, Cpu>>&)>;
-using Fg = std::function<Tensor<float, Cuda>(const std::vector<Tensor<float, Cuda>>&)>;
+using avgrad::testing::leaf;
 
 /// The same expression on both devices: `F` is a generic lambda over the input vector.
 template <class F> void twin(const std::string& what, const std::vector<Tensor<float, Cpu>>& in, F f,
                              double rtol = 1e-5, double atol = 1e-6) {
-  expect_twin<float>(what, in, Fc(f), Fg(f), rtol, atol);
-}
-
-Tensor<float, Cpu> leaf(const Shape& s, std::uint64_t seed, double scale = 1.0) {
-  Generator g(seed);
-  auto x = randn<float>(s, g, 0.0, scale);
-  x.requires_grad_();
-  return x;
+  avgrad::testing::twin_of(what, in, f, rtol, atol);
 }
 
 TEST(CudaTensor, RoundTripKeepsValuesShapesAndDtypes) {

@@ -5,23 +5,14 @@
 
 using namespace avgrad;
 using avgrad::testing::close_to_cpu;
-using avgrad::testing::expect_twin;
 
 namespace {
 
-template <class T> using Fc = std::function<Tensor<T, Cpu>(const std::vector<Tensor<T, Cpu>>&)>;
-template <class T> using Fg = std::function<Tensor<T, Cuda>(const std::vector<Tensor<T, Cuda>>&)>;
+using avgrad::testing::leaf;
 
 template <class T, class F>
 void twin(const std::string& what, const std::vector<Tensor<T, Cpu>>& in, F f, double rtol, double atol) {
-  expect_twin<T>(what, in, Fc<T>(f), Fg<T>(f), rtol, atol);
-}
-
-template <class T> Tensor<T, Cpu> leaf(const Shape& s, std::uint64_t seed) {
-  Generator g(seed);
-  auto x = randn<T>(s, g);
-  x.requires_grad_();
-  return x;
+  avgrad::testing::twin_of<T>(what, in, f, rtol, atol);
 }
 
 TEST(CudaLinalg, MatmulShapesForwardAndBackward) {

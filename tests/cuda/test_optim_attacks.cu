@@ -120,9 +120,70 @@ TEST(CudaAttacks, PgdFgsmAndMiFgsmMatchTheCpu) {
   expect_attack_twin("MI-FGSM", mi_fgsm<float>(5), mi_fgsm<float, Cuda>(5), ThreatModel::joint(linf, linf));
 }
 
-TEST(CudaAttacks, CpuOnlyObjectivesSaySo) {
+TEST(CudaAttacks, ApgdMatchesTheCpu) {
   AVGRAD_REQUIRE_GPU();
-  EXPECT_THROW((Objective<float, Cuda>::of(LossKind::dlr)), Error);
+  const Budget linf{.norm = Norm::linf, .eps = 0.05, .lo = 0.0, .hi = 1.0};
+  const Budget l2{.norm = Norm::l2, .eps = 0.5};
+  expect_attack_twin("APGD-CE-10, L-inf, joint", Apgd<float>(ApgdOptions{.steps = 10}),
+                     Apgd<float, Cuda>(ApgdOptions{.steps = 10}), ThreatModel::joint(linf, linf));
+  expect_attack_twin("APGD-DLR-8 x2 restarts, L2, audio",
+                     Apgd<float>(ApgdOptions{.steps = 8, .restarts = 2}, Objective<float>::of(LossKind::dlr)),
+                     Apgd<float, Cuda>(ApgdOptions{.steps = 8, .restarts = 2}, Objective<float, Cuda>::of(LossKind::dlr)),
+                     ThreatModel::audio_only(l2));
+}
+
+TEST(CudaAttacks, MarginAndDlrObjectivesMatchTheCpu) {
+  AVGRAD_REQUIRE_GPU();
+  Generator g(31);
+  auto z = randn<float>({6, 5}, g);
+  z.requires_grad_();
+  const auto y = randint<std::int64_t>(0, 5, {6}, g), t = randint<std::int64_t>(0, 5, {6}, g);
+  const Labels<float> yc{y, {}};
+  const Labels<float, Cuda> yg{y.to<Cuda>(), {}};
+  using avgrad::testing::expect_twin;
+  expect_twin<float>(
+      "margin", {z}, [&](const auto& v) { return margin_loss(v[0], yc); },
+      [&](const auto& v) { return margin_loss(v[0], yg); });
+  expect_twin<float>(
+      "dlr", {z}, [&](const auto& v) { return dlr_loss(v[0], yc); }, [&](const auto& v) { return dlr_loss(v[0], yg); });
+  expect_twin<float>(
+      "targeted dlr", {z}, [&](const auto& v) { return dlr_targeted_loss(v[0], y, t); },
+      [&](const auto& v) { return dlr_targeted_loss(v[0], y.to<Cuda>(), t.to<Cuda>()); });
+  const Labels<float, Cuda> bad{from_vector<std::int64_t>({0, 7, 1, 2, 3, 4}).to<Cuda>(), {}};
+  EXPECT_THROW(margin_loss(z.detach().to<Cuda>(), bad), Error) << "a label outside [0, K)";
+}
+
+TEST(CudaAttacks, RobustnessEvaluationMatchesTheCpu) {
+  AVGRAD_REQUIRE_GPU();
+  auto t = attack_twin();
+  const std::vector<std::pair<models::AVInput<float>, Labels<float>>> cpu_batches{{t.x, t.y}, {t.x, t.y}};
+  std::vector<std::pair<models::AVInput<float, Cuda>, Labels<float, Cuda>>> gpu_batches;
+  for (const auto& [x, y] : cpu_batches)
+    gpu_batches.push_back({{x.audio.to<Cuda>(), x.video.to<Cuda>()}, {y.classes.to<Cuda>(), {}}});
+  const Budget linf{.norm = Norm::linf, .eps = 0.05, .lo = 0.0, .hi = 1.0};
+  const std::vector<NamedThreatModel> tms{{"joint", ThreatModel::joint(linf, linf)},
+                                          {"audio", ThreatModel::audio_only(linf)}};
+  EvaluateOptions o;
+  o.quiet = true;
+  o.min_eps_grid = {0.01, 0.05};
+  const auto rc = evaluate_robustness(*t.cpu, cpu_batches,
+                                      {attack_spec(Pgd<float>(PgdOptions{.steps = 5})),
+                                       attack_spec(Apgd<float>(ApgdOptions{.steps = 5}, Objective<float>::of(LossKind::dlr)))},
+                                      tms, o);
+  const auto rg = evaluate_robustness(
+      *t.gpu, gpu_batches,
+      {attack_spec(Pgd<float, Cuda>(PgdOptions{.steps = 5})),
+       attack_spec(Apgd<float, Cuda>(ApgdOptions{.steps = 5}, Objective<float, Cuda>::of(LossKind::dlr)))},
+      tms, o);
+  ASSERT_EQ(rg.summaries.size(), rc.summaries.size());
+  for (std::size_t i = 0; i < rc.summaries.size(); ++i) {
+    SCOPED_TRACE(rc.summaries[i].attack + " " + rc.summaries[i].threat_model);
+    EXPECT_EQ(rg.summaries[i].clean_correct, rc.summaries[i].clean_correct);
+    // an example on the edge of breaking may fall either way on the two devices' rounding
+    EXPECT_LE(std::abs(rg.summaries[i].robust_correct - rc.summaries[i].robust_correct), 1);
+    EXPECT_EQ(rg.summaries[i].forward_passes, rc.summaries[i].forward_passes);
+  }
+  EXPECT_EQ(rg.flags.size(), rc.flags.size()) << "the sanity checks judge both devices alike";
 }
 
 }  // namespace

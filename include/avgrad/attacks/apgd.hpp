@@ -6,6 +6,9 @@
 // Per-modality budgets: each attacked modality steps and projects in its own ball. The step size is
 // kept per example as a multiple η/ε of the radius (2 at the start), so one schedule drives every
 // modality: modality m steps η/ε · ε_m.
+//
+// Devices: Apgd<T, D> runs on the model's device. The per-example schedule (B numbers per step)
+// is kept on the host; the steps, projections and momentum run on D.
 #pragma once
 
 #include <algorithm>
@@ -49,11 +52,12 @@ inline std::vector<int> apgd_checkpoints(int n) {
 
 /// Targeted APGD-DLR's objective: ascends Croce & Hein's targeted DLR (needs K ≥ 4). The labels given
 /// to the attack are the targets; `truth` are the true classes of the same batch.
-template <Floating T> Objective<T> targeted_dlr_objective(const Tensor<std::int64_t, Cpu>& truth) {
+template <Floating T, Device D = Cpu>
+Objective<T, D> targeted_dlr_objective(const Tensor<std::int64_t, D>& truth) {
   AVGRAD_CHECK(truth.defined() && truth.dim() == 1, "targeted_dlr_objective", "true labels must be (B)");
   // Objective negates a targeted loss before ascending it; dlr_targeted_loss is already the
   // quantity to ascend, so the stored loss is its negation.
-  return {[truth](const Tensor<T>& z, const Labels<T>& target) {
+  return {[truth](const Tensor<T, D>& z, const Labels<T, D>& target) {
             AVGRAD_CHECK(!target.multi_label() && target.classes.size(0) == truth.size(0), "targeted_dlr_objective",
                          "the targets must be class indices of the true labels' batch size ", truth.size(0));
             return -dlr_targeted_loss(z, truth, target.classes);
@@ -63,21 +67,30 @@ template <Floating T> Objective<T> targeted_dlr_objective(const Tensor<std::int6
 
 namespace apgd_detail {
 
-template <Floating T> Perturbation<T> clone(const Perturbation<T>& p) {
-  Perturbation<T> c;
+template <Floating T, Device D> Perturbation<T, D> clone(const Perturbation<T, D>& p) {
+  Perturbation<T, D> c;
   for (Modality m : {Modality::audio, Modality::video})
     if (p.at(m).defined()) c.at(m) = p.at(m).contiguous().clone();
   return c;
 }
+
+/// APGD's momentum step in δ coordinates (x cancels): d + α(z − d) + (1 − α)(d − p), in double.
+struct Momentum {
+  double alpha;
+  template <class T> AVGRAD_HOST_DEVICE T operator()(T z, T d, T p) const {
+    const double dd = static_cast<double>(d);
+    return static_cast<T>(dd + alpha * (static_cast<double>(z) - dd) + (1 - alpha) * (dd - static_cast<double>(p)));
+  }
+};
 
 }  // namespace apgd_detail
 
 /// APGD on any AVModel, for L∞ and L2 budgets. The model runs as it is (call eval() first); its
 /// parameters are frozen during the attack. Per run: one gradient probe at the start x_0, then
 /// N steps, each one forward and (but the last) one backward pass.
-template <Floating T> class Apgd {
+template <Floating T, Device D = Cpu> class Apgd {
  public:
-  explicit Apgd(ApgdOptions o = {}, Objective<T> objective = Objective<T>::of(LossKind::cross_entropy))
+  explicit Apgd(ApgdOptions o = {}, Objective<T, D> objective = Objective<T, D>::of(LossKind::cross_entropy))
       : o_(o), objective_(std::move(objective)) {
     AVGRAD_CHECK(o.steps >= 1 && o.restarts >= 1, "Apgd", "steps and restarts must be >= 1, got ", o.steps, " and ",
                  o.restarts);
@@ -87,7 +100,7 @@ template <Floating T> class Apgd {
 
   /// Attacks x (labels y: true classes, or targets when the objective is targeted) within tm.
   template <AVModel M>
-  AttackResult<T> run(M& model, const AVInput<T>& x, const Labels<T>& y, const ThreatModel& tm) const {
+  AttackResult<T, D> run(M& model, const AVInput<T, D>& x, const Labels<T, D>& y, const ThreatModel& tm) const {
     const std::string who = name();
     check_attack_inputs(who.c_str(), model, x, y, tm);
     for (Modality m : {Modality::audio, Modality::video})
@@ -98,24 +111,24 @@ template <Floating T> class Apgd {
     const std::int64_t B = x.batch();
     const auto nb = static_cast<std::size_t>(B);
     const auto checkpoints = apgd_checkpoints(o_.steps);
-    AttackResult<T> r;
+    AttackResult<T, D> r;
     r.steps.assign(nb, 0);
     r.bad_grad.assign(nb, 0);
-    BestPerturbation<T> best;
-    auto input = [&](Modality m) -> const Tensor<T>& { return m == Modality::audio ? x.audio : x.video; };
+    BestPerturbation<T, D> best;
+    auto input = [&](Modality m) -> const Tensor<T, D>& { return m == Modality::audio ? x.audio : x.video; };
 
     for (int run = 0; run < o_.restarts; ++run) {
-      Perturbation<T> delta;
+      Perturbation<T, D> delta;
       for (Modality m : {Modality::audio, Modality::video}) {
         if (!tm.attacks(m)) continue;
-        delta.at(m) = zeros<T>(input(m).shape());
+        delta.at(m) = zeros<T, D>(input(m).shape());
         if (o_.random_start || run > 0) random_start_(delta.at(m), input(m), tm.budget(m), gen);
       }
       auto p = probe(model, x, delta, y, objective_, true);
       ++r.forward_passes;
       ++r.backward_passes;
       flag_bad_gradients(p.grad, r.bad_grad);
-      Perturbation<T> grad = apgd_detail::clone(p.grad);
+      Perturbation<T, D> grad = apgd_detail::clone(p.grad);
       best.offer(delta, p.logits, successes(p.logits, y, objective_.targeted), values_of(p.value));
 
       // Per-example schedule state.
@@ -123,33 +136,27 @@ template <Floating T> class Apgd {
       std::vector<double> f_cur = values_of(p.value), f_max = f_cur, f_max_at_check = f_cur;
       std::vector<int> increased(nb, 0);
       std::vector<char> reduced_at_check(nb, 0);
-      Perturbation<T> x_max = apgd_detail::clone(delta), grad_at_max = apgd_detail::clone(grad);
-      Perturbation<T> previous = apgd_detail::clone(delta);
+      Perturbation<T, D> x_max = apgd_detail::clone(delta), grad_at_max = apgd_detail::clone(grad);
+      Perturbation<T, D> previous = apgd_detail::clone(delta);
       std::size_t next_check = 1;
 
       for (int k = 0; k < o_.steps; ++k) {
         const auto groups = step_groups(eta);
-        Perturbation<T> next;
+        Perturbation<T, D> next;
         for (Modality m : {Modality::audio, Modality::video}) {
           if (!tm.attacks(m)) continue;
           const Budget& bud = tm.budget(m);
-          // z = P(x_k + η∇f(x_k))
+          // z = P(x_k + η∇f(x_k)): each group of examples steps its own η (rows are independent,
+          // so stepping and projecting group by group is the same as stepping all, then projecting)
           auto z = delta.at(m).clone();
-          for (const auto& [ratio, members] : groups) ascend_(z, grad.at(m), bud, ratio * bud.eps, &members);
-          project_(z, input(m), bud);
+          for (const auto& [ratio, members] : groups)
+            backend::PgdStep<D>::step(z, grad.at(m), input(m), bud, ratio * bud.eps, &members);
           if (k == 0) {
             next.at(m) = z;
           } else {
             // x_{k+1} = P(x_k + α(z − x_k) + (1 − α)(x_k − x_{k−1})), in δ coordinates (x cancels).
-            auto nx = Tensor<T>::empty(z.shape());
-            const T* zp = z.data();
-            const T* dp = delta.at(m).data();
-            const T* pp = previous.at(m).data();
-            T* np = nx.data();
-            const double a = o_.alpha;
-            for (std::int64_t i = 0; i < nx.numel(); ++i)
-              np[i] = static_cast<T>(static_cast<double>(dp[i]) + a * (static_cast<double>(zp[i]) - dp[i]) +
-                                     (1 - a) * (static_cast<double>(dp[i]) - pp[i]));
+            auto nx = avgrad::detail::map<T, T, T, T>(z, delta.at(m), previous.at(m), apgd_detail::Momentum{o_.alpha},
+                                              "apgd momentum");
             project_(nx, input(m), bud);
             next.at(m) = nx;
           }
@@ -219,7 +226,7 @@ template <Floating T> class Apgd {
     return s + "(" + objective_.name + (objective_.targeted ? ", targeted" : "") + ")";
   }
   const ApgdOptions& options() const { return o_; }
-  const Objective<T>& objective() const { return objective_; }
+  const Objective<T, D>& objective() const { return objective_; }
 
  private:
   /// Examples grouped by step size (η/ε is 2 halved a whole number of times, so equal values are exact),
@@ -235,7 +242,7 @@ template <Floating T> class Apgd {
   }
 
   ApgdOptions o_;
-  Objective<T> objective_;
+  Objective<T, D> objective_;
 };
 
 }  // namespace avgrad::attacks

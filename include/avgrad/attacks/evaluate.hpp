@@ -49,7 +49,9 @@ namespace avgrad::attacks {
 /// A named attack on model type M, type-erased. Attacks of one non-empty `family` are ordered by `strength`
 /// (higher: stronger), which the strength sanity check uses; `steps` (0: unknown) lets the check say "more steps".
 template <Floating T, class M> struct AttackSpec {
-  using Runner = std::function<AttackResult<T>(M&, const AVInput<T>&, const Labels<T>&, const ThreatModel&)>;
+  using Device = typename M::device_type;  ///< inputs, labels and results live on the model's device
+  using Runner = std::function<AttackResult<T, Device>(M&, const AVInput<T, Device>&, const Labels<T, Device>&,
+                                                       const ThreatModel&)>;
   std::string name{};
   Runner run{};
   std::string family{};
@@ -72,8 +74,9 @@ template <class A> struct AttackHandle {
   template <Floating T, class M> operator AttackSpec<T, M>() const {
     AttackSpec<T, M> s;
     s.name = options.name.empty() ? std::string(attack.name()) : options.name;
-    s.run = [a = attack](M& m, const AVInput<T>& x, const Labels<T>& y, const ThreatModel& tm) mutable {
-      return AttackResult<T>(a.run(m, x, y, tm));
+    using D = typename M::device_type;
+    s.run = [a = attack](M& m, const AVInput<T, D>& x, const Labels<T, D>& y, const ThreatModel& tm) mutable {
+      return AttackResult<T, D>(a.run(m, x, y, tm));
     };
     s.family = options.family;
     s.strength = options.strength;
@@ -383,17 +386,18 @@ inline void check_grid(const char* who, const std::vector<double>& grid) {
 inline double sigmoid(double z) { return z >= 0 ? 1 / (1 + std::exp(-z)) : std::exp(z) / (1 + std::exp(z)); }
 
 /// The attack at tm, or, when tm has ε = 0 everywhere and skipping is on, the clean logits as its result.
-template <Floating T, class M>
-AttackResult<T> attack_or_clean(const AttackSpec<T, M>& spec, M& model, const AVInput<T>& x, const Labels<T>& y,
-                                const ThreatModel& tm, const Tensor<T>& clean_logits, const EvaluateOptions& o) {
+template <Floating T, class M, Device D = typename M::device_type>
+AttackResult<T, D> attack_or_clean(const AttackSpec<T, M>& spec, M& model, const AVInput<T, D>& x,
+                                   const Labels<T, D>& y, const ThreatModel& tm, const Tensor<T, D>& clean_logits,
+                                   const EvaluateOptions& o) {
   if (!(o.skip_zero_eps && zero_radius(tm))) {
     AVGRAD_CHECK(static_cast<bool>(spec.run), "evaluate_robustness", "attack '", spec.name, "' has no runner");
     return spec.run(model, x, y, tm);
   }
-  AttackResult<T> r;
+  AttackResult<T, D> r;
   const std::int64_t B = x.batch();
   for (Modality m : {Modality::audio, Modality::video})
-    if (tm.attacks(m)) r.delta.at(m) = zeros<T>((m == Modality::audio ? x.audio : x.video).shape());
+    if (tm.attacks(m)) r.delta.at(m) = zeros<T, D>((m == Modality::audio ? x.audio : x.video).shape());
   r.logits = clean_logits.clone();
   r.success = successes(clean_logits, y, false, o.threshold);
   r.steps.assign(static_cast<std::size_t>(B), 0);
@@ -449,26 +453,33 @@ RobustnessReport evaluate_robustness(M& model, const Batches& batches,
   std::int64_t done = 0, offset = 0, batch_index = 0;
 
   for (const auto& batch : batches) {
-    const auto& [x, y] = batch;
+    const auto& [batch_x, batch_y] = batch;
+    // host-side batches serve a model on any device: each is moved there (a no-op on its own device)
+    const auto x = models::to_device<typename M::device_type>(batch_x);
+    const auto y = to_device<typename M::device_type>(batch_y);
     const std::int64_t B = x.batch();
     AVGRAD_CHECK(B > 0, "evaluate_robustness", "batch ", batch_index, " is empty");
     y.check("evaluate_robustness", B, K);
     AVGRAD_CHECK(y.multi_label() == ml, "evaluate_robustness", "batch ", batch_index, " has ",
                  y.multi_label() ? "multi-hot" : "class", " labels but the model is ",
                  ml ? "multi-label" : "single-label");
-    Tensor<T> clean;
+    using D = typename M::device_type;
+    Tensor<T, D> clean;
     {
       NoGradGuard no_grad;
       clean = model.forward(x).logits.detach().contiguous();
     }
     AVGRAD_CHECK(clean.dim() == 2 && clean.size(0) == B && clean.size(1) == K, "evaluate_robustness",
                  "the model returned logits ", clean.shape(), ", expected (", B, ", ", K, ")");
-    const auto clean_pred = metrics::argmax_rows(clean);
+    // B·K logits and B labels: the host keeps the books, whichever device ran the model
+    const Tensor<T, Cpu> clean_host = clean.template to<Cpu>();
+    const auto clean_pred = metrics::argmax_rows(clean_host);
     const auto clean_wrong = successes(clean, y, false, options.threshold);
-    const std::vector<std::int64_t> labels = ml ? std::vector<std::int64_t>() : y.classes.to_vector();
+    const std::vector<std::int64_t> labels =
+        ml ? std::vector<std::int64_t>() : y.classes.template to<Cpu>().to_vector();
     if (ml) {
-      const auto z = clean.to_vector();
-      const auto t = y.multi_hot.contiguous().to_vector();
+      const auto z = clean_host.to_vector();
+      const auto t = y.multi_hot.template to<Cpu>().contiguous().to_vector();
       for (auto v : z) clean_scores.push_back(eval_detail::sigmoid(static_cast<double>(v)));
       targets.insert(targets.end(), t.begin(), t.end());
     }
@@ -479,7 +490,7 @@ RobustnessReport evaluate_robustness(M& model, const Batches& batches,
         const ThreatModel& tm = threat_models[t].tm;
         auto& ac = acc[a * NT + t];
         const auto t0 = Clock::now();
-        AttackResult<T> r = eval_detail::attack_or_clean(spec, model, x, y, tm, clean, options);
+        AttackResult<T, D> r = eval_detail::attack_or_clean(spec, model, x, y, tm, clean, options);
         ac.seconds += since(t0);
         AVGRAD_CHECK(r.logits.defined() && r.logits.dim() == 2 && r.logits.size(0) == B && r.logits.size(1) == K &&
                          static_cast<std::int64_t>(r.success.size()) == B,
@@ -488,9 +499,9 @@ RobustnessReport evaluate_robustness(M& model, const Batches& batches,
                      " success flags for a batch of ", B);
         ac.forward += r.forward_passes;
         ac.backward += r.backward_passes;
-        const auto adv = r.logits.contiguous();
+        const Tensor<T, Cpu> adv = r.logits.template to<Cpu>().contiguous();
         const auto adv_pred = metrics::argmax_rows(adv);
-        const auto adv_wrong = successes(adv, y, false, options.threshold);
+        const auto adv_wrong = successes(r.logits, y, false, options.threshold);
         std::vector<double> norms[2];
         for (Modality m : {Modality::audio, Modality::video}) {
           const auto& d = r.delta.at(m);

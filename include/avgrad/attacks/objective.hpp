@@ -35,6 +35,15 @@ template <Floating T, Device D = Cpu> struct Labels {
   }
 };
 
+/// y on device D: shallow copies when it is there already, else each defined part moved.
+template <Device D, Floating T, Device E> Labels<T, D> to_device(const Labels<T, E>& y) {
+  if constexpr (std::same_as<D, E>)
+    return y;
+  else
+    return {y.classes.defined() ? y.classes.template to<D>() : Tensor<std::int64_t, D>(),
+            y.multi_hot.defined() ? y.multi_hot.template to<D>() : Tensor<T, D>()};
+}
+
 /// A loss on logits (B, K) and labels, one value per example (B), differentiable in the logits.
 template <Floating T, Device D = Cpu> using LossFn =
     std::function<Tensor<T, D>(const Tensor<T, D>& logits, const Labels<T, D>& labels)>;
@@ -42,14 +51,16 @@ template <Floating T, Device D = Cpu> using LossFn =
 namespace objective_detail {
 
 /// Per-example value and logit gradient of a margin-type loss, computed row by row.
-/// f(row, y, grad_row) returns the value and writes ∂value/∂row into grad_row.
-template <Floating T, class F>
-Tensor<T, Cpu> rowwise_loss(const char* op, const Tensor<T, Cpu>& logits, const Tensor<std::int64_t, Cpu>& y, F f) {
+/// f(row, y, grad_row) returns the value and writes ∂value/∂row into grad_row. On another
+/// device the B·K logits come to the host and the B values and B·K gradients go back: a
+/// handful of numbers per attack step, and the row rules (top-3, ties) stay in one place.
+template <Floating T, Device D, class F>
+Tensor<T, D> rowwise_loss(const char* op, const Tensor<T, D>& logits, const Tensor<std::int64_t, D>& y, F f) {
   AVGRAD_CHECK(logits.dim() == 2 && y.dim() == 1 && y.size(0) == logits.size(0), op,
                "expected logits (B, K) and labels (B), got ", logits.shape(), " and ", y.shape());
   const std::int64_t B = logits.size(0), K = logits.size(1);
-  const auto x = logits.contiguous();
-  const auto yc = y.contiguous();
+  const Tensor<T, Cpu> x = logits.detach().template to<Cpu>().contiguous();
+  const Tensor<std::int64_t, Cpu> yc = y.template to<Cpu>().contiguous();
   for (std::int64_t b = 0; b < B; ++b)
     AVGRAD_CHECK(yc.data()[b] >= 0 && yc.data()[b] < K, op, "label ", yc.data()[b], " of example ", b,
                  " is outside [0, ", K, ")");
@@ -57,14 +68,11 @@ Tensor<T, Cpu> rowwise_loss(const char* op, const Tensor<T, Cpu>& logits, const 
   auto grad = Tensor<T, Cpu>::empty({B, K});
   for (std::int64_t b = 0; b < B; ++b)
     out.data()[b] = static_cast<T>(f(x.data() + b * K, K, yc.data()[b], grad.data() + b * K));
-  if (!autograd::any_requires_grad<T, Cpu>({&logits})) return out;
-  return autograd::record<T, Cpu>(op, out, {logits}, [grad](const Tensor<T, Cpu>& g, const std::vector<bool>&) {
-    auto gc = g.contiguous();
-    auto dx = grad.clone();
-    const std::int64_t B = dx.size(0), K = dx.size(1);
-    for (std::int64_t b = 0; b < B; ++b)
-      for (std::int64_t k = 0; k < K; ++k) dx.data()[b * K + k] *= gc.data()[b];
-    return autograd::Grads<T, Cpu>{dx};
+  Tensor<T, D> value = out.template to<D>();
+  if (!autograd::any_requires_grad<T, D>({&logits})) return value;
+  const Tensor<T, D> dz = grad.template to<D>();
+  return autograd::record<T, D>(op, value, {logits}, [dz, B](const Tensor<T, D>& g, const std::vector<bool>&) {
+    return autograd::Grads<T, D>{dz * g.reshape(Shape{B, 1})};
   });
 }
 
@@ -96,8 +104,9 @@ template <Floating T, Device D> Tensor<T, D> bce_loss(const Tensor<T, D>& logits
 
 /// The Carlini–Wagner margin per example: max_{j≠y} z_j − z_y, capped at kappa (the attack
 /// stops pushing once the wrong class leads by kappa). Positive exactly when misclassified.
-template <Floating T> Tensor<T, Cpu> margin_loss(const Tensor<T, Cpu>& logits, const Labels<T, Cpu>& y,
-                                                 double kappa = std::numeric_limits<double>::infinity()) {
+template <Floating T, Device D>
+Tensor<T, D> margin_loss(const Tensor<T, D>& logits, const Labels<T, D>& y,
+                         double kappa = std::numeric_limits<double>::infinity()) {
   AVGRAD_CHECK(!y.multi_label(), "margin_loss", "the margin loss needs class labels");
   return objective_detail::rowwise_loss("margin_loss", logits, y.classes,
                                         [kappa](const T* z, std::int64_t K, std::int64_t c, T* g) {
@@ -115,7 +124,7 @@ template <Floating T> Tensor<T, Cpu> margin_loss(const Tensor<T, Cpu>& logits, c
 
 /// Croce & Hein's difference of logits ratio, untargeted: −(z_y − max_{j≠y} z_j) / (z_π1 − z_π3),
 /// π the classes sorted by logit; invariant to shifting and scaling the logits. Needs K ≥ 3.
-template <Floating T> Tensor<T, Cpu> dlr_loss(const Tensor<T, Cpu>& logits, const Labels<T, Cpu>& y) {
+template <Floating T, Device D> Tensor<T, D> dlr_loss(const Tensor<T, D>& logits, const Labels<T, D>& y) {
   AVGRAD_CHECK(!y.multi_label(), "dlr_loss", "the DLR loss needs class labels");
   AVGRAD_CHECK(logits.dim() == 2 && logits.size(1) >= 3, "dlr_loss", "DLR needs at least 3 classes, got logits ",
                logits.shape());
@@ -138,12 +147,12 @@ template <Floating T> Tensor<T, Cpu> dlr_loss(const Tensor<T, Cpu>& logits, cons
 
 /// Targeted DLR (Croce & Hein): −(z_y − z_t) / (z_π1 − (z_π3 + z_π4)/2), y the true class and
 /// t the target; ascending it moves the target above the true class. Needs K ≥ 4.
-template <Floating T> Tensor<T, Cpu> dlr_targeted_loss(const Tensor<T, Cpu>& logits,
-                                                       const Tensor<std::int64_t, Cpu>& truth,
-                                                       const Tensor<std::int64_t, Cpu>& target) {
+template <Floating T, Device D>
+Tensor<T, D> dlr_targeted_loss(const Tensor<T, D>& logits, const Tensor<std::int64_t, D>& truth,
+                               const Tensor<std::int64_t, D>& target) {
   AVGRAD_CHECK(logits.dim() == 2 && logits.size(1) >= 4, "dlr_targeted_loss", "targeted DLR needs at least 4 classes");
   AVGRAD_CHECK(target.dim() == 1 && target.size(0) == logits.size(0), "dlr_targeted_loss", "targets must be (B)");
-  const auto tc = target.contiguous();
+  const Tensor<std::int64_t, Cpu> tc = target.template to<Cpu>().contiguous();
   std::int64_t b = 0;
   return objective_detail::rowwise_loss(
       "dlr_targeted_loss", logits, truth, [&b, tc](const T* z, std::int64_t K, std::int64_t c, T* g) {
@@ -179,16 +188,10 @@ template <Floating T, Device D = Cpu> struct Objective {
       case LossKind::cross_entropy:
         return {[](const Tensor<T, D>& z, const Labels<T, D>& y) { return ce_loss(z, y); }, targeted, "ce"};
       case LossKind::margin:
+        return {[](const Tensor<T, D>& z, const Labels<T, D>& y) { return margin_loss(z, y); }, targeted, "margin"};
       case LossKind::dlr:
-        if constexpr (std::same_as<D, Cpu>) {
-          if (kind == LossKind::margin)
-            return {[](const Tensor<T, D>& z, const Labels<T, D>& y) { return margin_loss(z, y); }, targeted, "margin"};
-          AVGRAD_CHECK(!targeted, "Objective", "targeted DLR needs the true labels too: use dlr_targeted_loss");
-          return {[](const Tensor<T, D>& z, const Labels<T, D>& y) { return dlr_loss(z, y); }, false, "dlr"};
-        } else {
-          throw Error("Objective", detail::concat("the ", loss_name(kind),
-                                                  " loss runs on the CPU only so far; use ce or bce on this device"));
-        }
+        AVGRAD_CHECK(!targeted, "Objective", "targeted DLR needs the true labels too: use dlr_targeted_loss");
+        return {[](const Tensor<T, D>& z, const Labels<T, D>& y) { return dlr_loss(z, y); }, false, "dlr"};
       case LossKind::bce:
         return {[](const Tensor<T, D>& z, const Labels<T, D>& y) { return bce_loss(z, y); }, targeted, "bce"};
     }

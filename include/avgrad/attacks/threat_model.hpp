@@ -293,6 +293,14 @@ template <> struct PgdStep<Cpu> {
 
 namespace avgrad::attacks {
 
+/// Π on a device: the fused PGD update with a zero gradient and a zero step is exactly the
+/// projection (onto the ball, then into the range). L1 goes through the host, as the step.
+template <Floating T, Device D>
+requires(!std::same_as<D, Cpu>) void project_(Tensor<T, D>& delta, const Tensor<T, D>& x, const Budget& budget,
+                                              const std::vector<char>* active = nullptr) {
+  backend::PgdStep<D>::step(delta, zeros<T, D>(delta.shape()), x, budget, 0.0, active);
+}
+
 /// A random start inside the ball: L∞ uniform in [−ε, ε]^n; L2 and L1 a random direction
 /// (Gaussian, resp. Laplace) scaled to radius ε·u, u ~ U(0, 1); then projected into the
 /// valid range. Seeded: the same generator state gives the same start.

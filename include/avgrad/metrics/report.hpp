@@ -56,9 +56,12 @@ inline double mean_of(const std::vector<double>& v) {
 /// Runs `model` (eval mode, no gradients) over `batches` — a range of (AVInput, labels) pairs whose
 /// labels have `classes` (B) or `multi_hot` (B, K) and multi_label(), as attacks::Labels — and
 /// computes the report. Spaces the model does not have (a uni-modal model's other branch, an
-/// ensemble's fused latent) are left out.
+/// ensemble's fused latent) are left out. The model runs on its own device (host batches are
+/// moved there); the latents come to the host for the metrics, and the convexity probes go back
+/// through the model's heads.
 template <models::AVModel M, class Batches, Floating T = typename M::value_type>
 LatentReport latent_report(M& model, const Batches& batches, LatentReportOptions o = {}) {
+  using D = typename M::device_type;
   const bool was_training = model.is_training();
   model.eval();
   std::vector<Tensor<T>> za, zv, zf, logits;
@@ -71,15 +74,15 @@ LatentReport latent_report(M& model, const Batches& batches, LatentReportOptions
   {
     NoGradGuard no_grad;
     for (const auto& [x, y] : batches) {
-      auto out = model.forward(x);
-      if (out.audio_latent.defined()) za.push_back(out.audio_latent.detach());
-      if (out.video_latent.defined()) zv.push_back(out.video_latent.detach());
-      if (out.fused_latent.defined()) zf.push_back(out.fused_latent.detach());
-      logits.push_back(out.logits.detach());
+      auto out = model.forward(models::to_device<D>(x));
+      if (out.audio_latent.defined()) za.push_back(out.audio_latent.detach().template to<Cpu>());
+      if (out.video_latent.defined()) zv.push_back(out.video_latent.detach().template to<Cpu>());
+      if (out.fused_latent.defined()) zf.push_back(out.fused_latent.detach().template to<Cpu>());
+      logits.push_back(out.logits.detach().template to<Cpu>());
       if (y.multi_label())
-        multi_hot.push_back(y.multi_hot);
+        multi_hot.push_back(y.multi_hot.template to<Cpu>());
       else
-        for (auto c : y.classes.to_vector()) labels.push_back(c);
+        for (auto c : y.classes.template to<Cpu>().to_vector()) labels.push_back(c);
       if (bar) bar->update(++done);
     }
   }
@@ -126,9 +129,14 @@ LatentReport latent_report(M& model, const Batches& batches, LatentReportOptions
     r.spaces.push_back(std::move(s));
   };
   using models::Modality;
-  space("audio", za, [&](const Tensor<T>& z) { return model.branch_head_logits(Modality::audio, z); });
-  space("video", zv, [&](const Tensor<T>& z) { return model.branch_head_logits(Modality::video, z); });
-  space("fused", zf, [&](const Tensor<T>& z) { return model.fused_head_logits(z); });
+  auto host = [](const auto& t) { return t.template to<Cpu>(); };
+  space("audio", za, [&](const Tensor<T>& z) {
+    return host(model.branch_head_logits(Modality::audio, z.template to<D>()));
+  });
+  space("video", zv, [&](const Tensor<T>& z) {
+    return host(model.branch_head_logits(Modality::video, z.template to<D>()));
+  });
+  space("fused", zf, [&](const Tensor<T>& z) { return host(model.fused_head_logits(z.template to<D>())); });
   return r;
 }
 

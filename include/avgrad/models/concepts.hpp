@@ -51,6 +51,15 @@ template <Floating T, Device D = Cpu> struct AVInput {
   std::int64_t batch() const { return audio.defined() ? audio.size(0) : video.defined() ? video.size(0) : 0; }
 };
 
+/// x on device D: shallow copies when it is there already, else each defined part moved.
+template <Device D, Floating T, Device E> AVInput<T, D> to_device(const AVInput<T, E>& x) {
+  if constexpr (std::same_as<D, E>)
+    return x;
+  else
+    return {x.audio.defined() ? x.audio.template to<D>() : Tensor<T, D>(),
+            x.video.defined() ? x.video.template to<D>() : Tensor<T, D>()};
+}
+
 /// Everything a model computes on one call. Undefined where the model or the call has
 /// no such thing (a uni-modal model's other latent, an ensemble's fused latent).
 template <Floating T, Device D = Cpu> struct AVOutput {

@@ -181,7 +181,8 @@ void fused_update(Tensor<T, Cpu>& p, const Tensor<T, Cpu>& g, const F& f, S&... 
   std::array<T*, sizeof...(S)> sp{states.data()...};
   auto body = [=](const std::array<std::int64_t, N>& off, std::int64_t n, const std::array<std::int64_t, N>& st) {
     std::array<T*, sizeof...(S)> s = sp;
-    for (std::size_t k = 0; k < s.size(); ++k) s[k] += off[k + 2];
+    if constexpr (sizeof...(S) > 0)  // stateless SGD has no state buffers to offset
+      for (std::size_t k = 0; k < s.size(); ++k) s[k] += off[k + 2];
     fused_run(pp + off[0], gp + off[1], s, n, st, f, std::index_sequence_for<S...>{});
   };
   cpu::parallel_runs<N>(layout, body);

@@ -298,7 +298,8 @@ template <models::AVModel M> TrainRecord train_or_load(M& model, ModelKind kind,
   TrainRecord r;
   r.model = std::string(model_name(kind));
   r.defense = defense_name;
-  optim::Adam<float> adam(model.parameters(), {.lr = tc.lr});
+  using D = typename M::device_type;
+  optim::Adam<float, D> adam(model.parameters(), {.lr = tc.lr});
   const auto scratch = checkpoint.parent_path() / (checkpoint.stem().string() + ".training");
   std::filesystem::remove_all(scratch);  // an interrupted run's epochs belong to another fit
   train::Trainer<M> trainer(model, adam, defense,
@@ -307,7 +308,7 @@ template <models::AVModel M> TrainRecord train_or_load(M& model, ModelKind kind,
   const auto res = trainer.fit(batches, &fs.val);
   // The epoch with the best validation accuracy is the model the study evaluates.
   if (std::filesystem::is_regular_file(scratch / "best.safetensors")) {
-    CheckpointParts<float> parts;
+    CheckpointParts<float, D> parts;
     parts.module = &model;
     load_checkpoint(scratch / "best.safetensors", parts);
   }
@@ -337,9 +338,10 @@ template <models::AVModel M> std::vector<attacks::EpsilonSweep> robustness_sweep
   const auto batches = batches_of(test, ac.batch, reads_audio(kind), reads_video(kind));
   std::vector<double> video_grid;
   for (double e : ac.eps_grid) video_grid.push_back(e * ac.video_ratio);
+  using D = typename M::device_type;
   std::vector<AttackSpec<float, M>> specs;
-  if (ac.fgsm) specs.push_back(attack_spec(fgsm<float>()));
-  specs.push_back(attack_spec(Pgd<float>(PgdOptions{.steps = ac.pgd_steps, .seed = ac.seed})));
+  if (ac.fgsm) specs.push_back(attack_spec(fgsm<float, D>()));
+  specs.push_back(attack_spec(Pgd<float, D>(PgdOptions{.steps = ac.pgd_steps, .seed = ac.seed})));
   EvaluateOptions eo;
   eo.quiet = ac.quiet;
   std::vector<EpsilonSweep> out;

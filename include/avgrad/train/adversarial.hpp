@@ -46,7 +46,7 @@ struct AdversarialTrainingOptions {
 };
 
 /// KL(p ‖ softmax(z)) per example (B) for fixed p (B, K): Σ_k p_k (log p_k − log softmax(z)_k).
-template <Floating T> Tensor<T, Cpu> kl_from_probs(const Tensor<T, Cpu>& p, const Tensor<T, Cpu>& logits) {
+template <Floating T, Device D> Tensor<T, D> kl_from_probs(const Tensor<T, D>& p, const Tensor<T, D>& logits) {
   AVGRAD_CHECK(p.shape() == logits.shape() && logits.dim() == 2, "kl_from_probs",
                "expected probabilities and logits of one shape (B, K), got ", p.shape(), " and ", logits.shape());
   // 0·log 0 = 0: clamp p inside the log only where it multiplies a zero.
@@ -58,32 +58,34 @@ template <Floating T> Tensor<T, Cpu> kl_from_probs(const Tensor<T, Cpu>& p, cons
 template <AVModel M> class AdversarialTraining final : public Defense<M> {
  public:
   using T = typename M::value_type;
+  using D = typename M::device_type;
   explicit AdversarialTraining(AdversarialTrainingOptions o) : o_(std::move(o)) { o_.check(); }
   std::string name() const override {
     return std::string(adversarial_method_name(o_.method)) + "(" + o_.threat.str() + ")";
   }
 
   /// The perturbed batch this step trains on (also what tests inspect).
-  AVInput<T> perturb(M& model, const AVBatch<T>& b, std::uint64_t seed, Cost& cost,
-                     const Tensor<T, Cpu>& clean_probs = {}) const {
+  AVInput<T, D> perturb(M& model, const AVBatch<T, D>& b, std::uint64_t seed, Cost& cost,
+                        const Tensor<T, D>& clean_probs = {}) const {
     ModeGuard<M> mode(model, o_.attack_in_eval_mode ? false : model.is_training());
-    attacks::Objective<T> objective =
-        attacks::Objective<T>::of(model.multi_label() ? attacks::LossKind::bce : attacks::LossKind::cross_entropy);
+    attacks::Objective<T, D> objective = attacks::Objective<T, D>::of(
+        model.multi_label() ? attacks::LossKind::bce : attacks::LossKind::cross_entropy);
     if (o_.method == AdversarialMethod::trades) {
-      objective = {[clean_probs](const Tensor<T, Cpu>& z, const Labels<T>&) { return kl_from_probs(clean_probs, z); },
-                   false, "kl"};
+      objective = {
+          [clean_probs](const Tensor<T, D>& z, const Labels<T, D>&) { return kl_from_probs(clean_probs, z); }, false,
+          "kl"};
     }
-    attacks::Pgd<T> attack =
+    attacks::Pgd<T, D> attack =
         o_.method == AdversarialMethod::fgsm_rs
-            ? attacks::fgsm<T>(objective, true, seed, o_.fgsm_step)
-            : attacks::Pgd<T>(attacks::PgdOptions{.steps = o_.steps, .random_start = true, .seed = seed}, objective);
+            ? attacks::fgsm<T, D>(objective, true, seed, o_.fgsm_step)
+            : attacks::Pgd<T, D>(attacks::PgdOptions{.steps = o_.steps, .random_start = true, .seed = seed}, objective);
     auto r = attack.run(model, b.x, b.y, o_.threat);
     cost.add_forward(b.size(), r.forward_passes);
     cost.add_backward(b.size(), r.backward_passes);
     return r.adversarial(b.x);
   }
 
-  StepOutput<T> loss(M& model, const AVBatch<T>& b, Generator& gen, Cost& cost) override {
+  StepOutput<T, D> loss(M& model, const AVBatch<T, D>& b, Generator& gen, Cost& cost) override {
     const std::uint64_t seed = gen.next_below(std::uint64_t{1} << 62);
     if (o_.method == AdversarialMethod::trades) {
       AVGRAD_CHECK(!model.multi_label(), "AdversarialTraining", "TRADES needs a single-label model");
@@ -123,16 +125,16 @@ struct RobustAccuracy {
 
 /// Accuracy on clean inputs and under `attack` within `tm` (robust: the attack's returned input is
 /// still classified correctly). `batch` examples per attack call.
-template <AVModel M, class Attack> RobustAccuracy robust_accuracy(M& model, const AVBatch<typename M::value_type>& data,
-                                                                  const Attack& attack, const attacks::ThreatModel& tm,
-                                                                  std::int64_t batch = 256) {
+template <AVModel M, class Attack>
+RobustAccuracy robust_accuracy(M& model, const AVBatch<typename M::value_type, typename M::device_type>& data,
+                               const Attack& attack, const attacks::ThreatModel& tm, std::int64_t batch = 256) {
   AVGRAD_CHECK(batch >= 1 && data.size() >= 1, "robust_accuracy", "need batch >= 1 and a non-empty set");
   ModeGuard<M> mode(model, false);
   RobustAccuracy r;
   std::int64_t clean = 0, robust = 0;
   for (std::int64_t s = 0; s < data.size(); s += batch) {
     const std::int64_t e = std::min(data.size(), s + batch);
-    AVBatch<typename M::value_type> b;
+    AVBatch<typename M::value_type, typename M::device_type> b;
     if (data.x.audio.defined()) b.x.audio = data.x.audio.slice(0, s, e).contiguous();
     if (data.x.video.defined()) b.x.video = data.x.video.slice(0, s, e).contiguous();
     if (data.y.multi_label())

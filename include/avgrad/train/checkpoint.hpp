@@ -44,18 +44,25 @@ inline void check_format(const SafetensorsFile& f, const std::filesystem::path& 
 }  // namespace detail
 
 /// Writes module.state_dict() (PyTorch names) to `path` as safetensors.
-template <Floating T> void save_state_dict(const std::filesystem::path& path, const nn::Module<T, Cpu>& module,
-                                           std::map<std::string, std::string> metadata = {}) {
+template <Floating T, Device D>
+void save_state_dict(const std::filesystem::path& path, const nn::Module<T, D>& module,
+                     std::map<std::string, std::string> metadata = {}) {
   metadata["avgrad.format_version"] = std::to_string(kCheckpointFormatVersion);
   metadata["avgrad.kind"] = "state_dict";
   metadata.emplace("format", "pt");
-  save_safetensors(path, module.state_dict(), metadata);
+  if constexpr (std::same_as<D, Cpu>) {
+    save_safetensors(path, module.state_dict(), metadata);
+  } else {
+    nn::StateDict<T, Cpu> host;
+    for (const auto& [n, t] : module.state_dict()) host.emplace(n, t.template to<Cpu>());
+    save_safetensors(path, host, metadata);
+  }
 }
 
 /// Loads a safetensors state dict (avgrad's or PyTorch's) into `module`; strict
 /// loading throws naming every missing/unexpected/mismatched key.
-template <Floating T>
-nn::LoadReport load_state_dict(const std::filesystem::path& path, nn::Module<T, Cpu>& module, bool strict = true) {
+template <Floating T, Device D>
+nn::LoadReport load_state_dict(const std::filesystem::path& path, nn::Module<T, D>& module, bool strict = true) {
   const auto f = SafetensorsFile::open(path);
   detail::check_format(f, path, "state_dict", "load_state_dict");
   nn::StateDict<T, Cpu> dict;
@@ -73,10 +80,11 @@ nn::LoadReport load_state_dict(const std::filesystem::path& path, nn::Module<T, 
   }
 }
 
-/// What a checkpoint holds besides the module; null members are not saved/restored.
-template <Floating T> struct CheckpointParts {
-  nn::Module<T, Cpu>* module = nullptr;
-  optim::Optimizer<T, Cpu>* optimizer = nullptr;
+/// What a checkpoint holds besides the module; null members are not saved/restored. The file
+/// is the same whichever device the module and optimizer live on.
+template <Floating T, Device D = Cpu> struct CheckpointParts {
+  nn::Module<T, D>* module = nullptr;
+  optim::Optimizer<T, D>* optimizer = nullptr;
   optim::LRScheduler* scheduler = nullptr;
   Generator* generator = nullptr;
   std::int64_t step = 0;                        ///< saved; restored by load_checkpoint
@@ -85,14 +93,15 @@ template <Floating T> struct CheckpointParts {
 
 /// Tensors: "model.<name>", "optimizer.<key>"; metadata: "optimizer.<key>",
 /// "scheduler.<key>", "generator.seed", "generator.offset", "step", "user.<key>".
-template <Floating T> void save_checkpoint(const std::filesystem::path& path, const CheckpointParts<T>& parts) {
+template <Floating T, Device D = Cpu>  // the default serves save_checkpoint<T>(path, {parts...})
+void save_checkpoint(const std::filesystem::path& path, const CheckpointParts<T, D>& parts) {
   AVGRAD_CHECK(parts.module != nullptr, "save_checkpoint", "no module to save in ", path.string());
   SafetensorsWriter w;
   std::map<std::string, std::string> md;
-  for (const auto& [n, t] : parts.module->state_dict()) w.add("model." + n, t);
+  for (const auto& [n, t] : parts.module->state_dict()) w.add("model." + n, t.template to<Cpu>());
   if (parts.optimizer) {
     auto st = parts.optimizer->state_dict();
-    for (const auto& [n, t] : st.tensors) w.add("optimizer." + n, t);
+    for (const auto& [n, t] : st.tensors) w.add("optimizer." + n, t.template to<Cpu>());
     for (const auto& [k, v] : st.scalars) md["optimizer." + k] = v;
   }
   if (parts.scheduler)
@@ -111,7 +120,7 @@ template <Floating T> void save_checkpoint(const std::filesystem::path& path, co
 
 /// Restores every non-null part from `path`; sets parts.step and parts.metadata
 /// (user keys). Missing sections for requested parts throw, naming the file.
-template <Floating T> void load_checkpoint(const std::filesystem::path& path, CheckpointParts<T>& parts) {
+template <Floating T, Device D> void load_checkpoint(const std::filesystem::path& path, CheckpointParts<T, D>& parts) {
   const char* op = "load_checkpoint";
   const auto f = SafetensorsFile::open(path);
   detail::check_format(f, path, "checkpoint", op);
@@ -123,9 +132,9 @@ template <Floating T> void load_checkpoint(const std::filesystem::path& path, Ch
     return out;
   };
   auto tensors = [&](const std::string& prefix) {
-    std::map<std::string, Tensor<T, Cpu>> out;
+    std::map<std::string, Tensor<T, D>> out;
     for (const auto& n : f.names())
-      if (n.rfind(prefix, 0) == 0) out.emplace(n.substr(prefix.size()), f.get<T>(n));
+      if (n.rfind(prefix, 0) == 0) out.emplace(n.substr(prefix.size()), f.get<T>(n).template to<D>());
     return out;
   };
   auto number = [&](const std::string& key) -> std::uint64_t {
@@ -143,7 +152,7 @@ template <Floating T> void load_checkpoint(const std::filesystem::path& path, Ch
   try {
     if (parts.module) parts.module->load_state_dict(tensors("model."), true);
     if (parts.optimizer) {
-      optim::OptimizerState<T, Cpu> st{tensors("optimizer."), prefixed("optimizer.")};
+      optim::OptimizerState<T, D> st{tensors("optimizer."), prefixed("optimizer.")};
       AVGRAD_CHECK(!st.scalars.empty(), op, "no optimizer state");
       parts.optimizer->load_state_dict(st);
     }

@@ -28,11 +28,21 @@ using models::AVInput;
 using models::AVModel;
 using models::Modality;
 
-/// One training or evaluation batch: the inputs of each modality and their labels.
-template <Floating T> struct AVBatch {
-  AVInput<T> x{};
-  Labels<T> y{};
+/// One training or evaluation batch: the inputs of each modality and their labels. Data sets
+/// live in host memory; the trainer moves each batch to the model's device (to<D>()).
+template <Floating T, Device D = Cpu> struct AVBatch {
+  AVInput<T, D> x{};
+  Labels<T, D> y{};
   std::int64_t size() const { return x.batch(); }
+
+  /// The same batch on device E (a copy; undefined parts stay undefined).
+  template <Device E> AVBatch<T, E> to() const {
+    if constexpr (std::same_as<D, E>) {
+      return *this;
+    } else {
+      return {models::to_device<E>(x), attacks::to_device<E>(y)};
+    }
+  }
 };
 
 /// What a run has spent. Passes count batch passes (one forward of a batch of any size is one
@@ -107,7 +117,7 @@ inline void Cost::load_state_dict(const std::map<std::string, std::string>& s) {
 }
 
 /// Labels as a (B, K) target distribution: one-hot rows for class labels, the multi-hot rows as given.
-template <Floating T> Tensor<T, Cpu> soft_targets(const Labels<T>& y, std::int64_t num_classes) {
+template <Floating T, Device D> Tensor<T, D> soft_targets(const Labels<T, D>& y, std::int64_t num_classes) {
   if (y.multi_label()) {
     AVGRAD_CHECK(y.multi_hot.dim() == 2 && y.multi_hot.size(1) == num_classes, "soft_targets",
                  "multi-hot labels must be (B, ", num_classes, "), got ", y.multi_hot.shape());
@@ -120,8 +130,8 @@ template <Floating T> Tensor<T, Cpu> soft_targets(const Labels<T>& y, std::int64
 /// (mean over the batch), binary cross entropy with logits for a multi-label one (mean over every
 /// entry, as PyTorch's default). Both are linear in the targets, so the loss on a mixed target
 /// λ·t_i + (1 − λ)·t_j equals λ·ℓ(t_i) + (1 − λ)·ℓ(t_j) — mix-up's usual loss.
-template <Floating T>
-Tensor<T, Cpu> soft_label_loss(const Tensor<T, Cpu>& logits, const Tensor<T, Cpu>& targets, bool multi_label) {
+template <Floating T, Device D>
+Tensor<T, D> soft_label_loss(const Tensor<T, D>& logits, const Tensor<T, D>& targets, bool multi_label) {
   AVGRAD_CHECK(logits.dim() == 2 && targets.shape() == logits.shape(), "soft_label_loss",
                "expected logits (B, K) and targets of the same shape, got ", logits.shape(), " and ",
                targets.defined() ? targets.shape().str() : std::string("undefined"));
@@ -130,13 +140,13 @@ Tensor<T, Cpu> soft_label_loss(const Tensor<T, Cpu>& logits, const Tensor<T, Cpu
 }
 
 /// The loss on hard labels: cross entropy on class indices, or BCE on multi-hot rows.
-template <Floating T> Tensor<T, Cpu> label_loss(const Tensor<T, Cpu>& logits, const Labels<T>& y) {
+template <Floating T, Device D> Tensor<T, D> label_loss(const Tensor<T, D>& logits, const Labels<T, D>& y) {
   if (y.multi_label()) return binary_cross_entropy_with_logits(logits, y.multi_hot);
   return cross_entropy(logits, y.classes);
 }
 
 /// Correct predictions in a batch: argmax = label, or (multi-label) every sigmoid ≥ 0.5 decision right.
-template <Floating T> std::int64_t correct(const Tensor<T, Cpu>& logits, const Labels<T>& y) {
+template <Floating T, Device D> std::int64_t correct(const Tensor<T, D>& logits, const Labels<T, D>& y) {
   const auto ok = attacks::successes(logits.detach(), y, false);
   std::int64_t n = 0;
   for (char c : ok) n += !c;
@@ -158,8 +168,8 @@ template <class M> class ModeGuard {
 };
 
 /// What one step of a defense produced.
-template <Floating T> struct StepOutput {
-  Tensor<T, Cpu> loss{};         ///< scalar, differentiable in the parameters
+template <Floating T, Device D = Cpu> struct StepOutput {
+  Tensor<T, D> loss{};           ///< scalar, differentiable in the parameters
   std::int64_t correct = 0;      ///< training predictions that match each example's own label
   std::int64_t predictions = 0;  ///< predictions counted in `correct`
 };
@@ -170,9 +180,10 @@ template <Floating T> struct StepOutput {
 template <AVModel M> class Defense {
  public:
   using T = typename M::value_type;
+  using D = typename M::device_type;  ///< batches arrive on the model's device
   virtual ~Defense() = default;
   virtual std::string name() const = 0;
-  virtual StepOutput<T> loss(M& model, const AVBatch<T>& batch, Generator& gen, Cost& cost) = 0;
+  virtual StepOutput<T, D> loss(M& model, const AVBatch<T, D>& batch, Generator& gen, Cost& cost) = 0;
   /// Called before every optimizer step `step` (0-based) and at the start of every epoch; a guided
   /// defense refreshes its statistics here (their passes go into `cost`).
   virtual void before_step(M&, std::int64_t /*step*/, Cost&) {}
@@ -186,8 +197,9 @@ template <AVModel M> class Defense {
 template <AVModel M> class PlainTraining final : public Defense<M> {
  public:
   using T = typename M::value_type;
+  using D = typename M::device_type;
   std::string name() const override { return "plain"; }
-  StepOutput<T> loss(M& model, const AVBatch<T>& b, Generator&, Cost& cost) override {
+  StepOutput<T, D> loss(M& model, const AVBatch<T, D>& b, Generator&, Cost& cost) override {
     auto logits = model.forward(b.x).logits;
     cost.add_forward(b.size());
     return {label_loss(logits, b.y), correct(logits, b.y), b.size()};

@@ -44,9 +44,14 @@ struct GuidanceMeasureOptions {
 
 /// Measures the metrics of `model` on a held-out set (eval mode, no gradient; the model's mode is
 /// restored). Adds its forward passes (held-out batches and head calls) to `cost`.
-template <AVModel M> GuidanceMetrics measure_guidance_metrics(M& model, const AVBatch<typename M::value_type>& heldout,
-                                                              const GuidanceMeasureOptions& o, Cost& cost) {
+/// On another device the latents come to the host for the metrics; the head still runs on the
+/// model's device (the mixed latents go there and their logits come back).
+template <AVModel M>
+GuidanceMetrics measure_guidance_metrics(M& model,
+                                         const AVBatch<typename M::value_type, typename M::device_type>& heldout,
+                                         const GuidanceMeasureOptions& o, Cost& cost) {
   using T = typename M::value_type;
+  using D = typename M::device_type;
   AVGRAD_CHECK(!heldout.y.multi_label(), "measure_guidance_metrics",
                "guided mix-up needs class labels; multi-hot labels are not supported");
   AVGRAD_CHECK(heldout.x.audio.defined() && heldout.x.video.defined(), "measure_guidance_metrics",
@@ -61,11 +66,11 @@ template <AVModel M> GuidanceMetrics measure_guidance_metrics(M& model, const AV
     const std::int64_t e = std::min(N, s + o.batch);
     auto out = model.forward({heldout.x.audio.slice(0, s, e), heldout.x.video.slice(0, s, e)});
     cost.add_forward(e - s);
-    za.push_back(out.audio_latent.detach());
-    zv.push_back(out.video_latent.detach());
-    zf.push_back(out.fused_latent.detach());
+    za.push_back(out.audio_latent.detach().template to<Cpu>());
+    zv.push_back(out.video_latent.detach().template to<Cpu>());
+    zf.push_back(out.fused_latent.detach().template to<Cpu>());
   }
-  const auto labels = heldout.y.classes.to_vector();
+  const auto labels = heldout.y.classes.template to<Cpu>().to_vector();
   const auto sets = metrics::ClassSets::single(labels, model.num_classes());
   GuidanceMetrics g;
   g.num_classes = model.num_classes();
@@ -75,10 +80,11 @@ template <AVModel M> GuidanceMetrics measure_guidance_metrics(M& model, const AV
     const auto z = concat(*parts[static_cast<std::size_t>(s)], 0);
     std::function<Tensor<T, Cpu>(const Tensor<T, Cpu>&)> head;
     if (s == 2)
-      head = [&](const Tensor<T, Cpu>& x) { return model.fused_head_logits(x); };
+      head = [&](const Tensor<T, Cpu>& x) { return model.fused_head_logits(x.template to<D>()).template to<Cpu>(); };
     else
       head = [&, s](const Tensor<T, Cpu>& x) {
-        return model.branch_head_logits(s == 0 ? Modality::audio : Modality::video, x);
+        return model.branch_head_logits(s == 0 ? Modality::audio : Modality::video, x.template to<D>())
+            .template to<Cpu>();
       };
     auto& sp = g.spaces[static_cast<std::size_t>(s)];
     for (const auto& c : metrics::convexity<T>(head, z, sets, co)) {
@@ -256,8 +262,11 @@ struct GuidedMixupOptions {
 template <AVModel M> class GuidedMixup final : public Defense<M> {
  public:
   using T = typename M::value_type;
-  GuidedMixup(AVBatch<T> heldout, std::shared_ptr<const GuidancePolicy> policy = nullptr, GuidedMixupOptions o = {})
-      : heldout_(std::move(heldout)),
+  using D = typename M::device_type;
+  /// `heldout` is a host batch; it is kept on the model's device.
+  GuidedMixup(const AVBatch<T>& heldout, std::shared_ptr<const GuidancePolicy> policy = nullptr,
+              GuidedMixupOptions o = {})
+      : heldout_(heldout.template to<D>()),
         policy_(policy ? std::move(policy) : std::make_shared<ConvexityDensityPolicy>()),
         o_(o) {
     AVGRAD_CHECK(o.refresh_every >= 0, "GuidedMixup", "refresh_every must be >= 0, got ", o.refresh_every);
@@ -277,9 +286,9 @@ template <AVModel M> class GuidedMixup final : public Defense<M> {
   void on_epoch_start(M& model, std::int64_t, std::int64_t step, Cost& cost) override {
     if (o_.refresh_every == 0) refresh(model, step, cost);
   }
-  StepOutput<T> loss(M& model, const AVBatch<T>& b, Generator& gen, Cost& cost) override {
+  StepOutput<T, D> loss(M& model, const AVBatch<T, D>& b, Generator& gen, Cost& cost) override {
     AVGRAD_CHECK(!b.y.multi_label(), "GuidedMixup", "needs class labels; multi-hot labels are not supported");
-    const auto plan = policy_->plan(metrics_, b.y.classes.to_vector(), gen);
+    const auto plan = policy_->plan(metrics_, b.y.classes.template to<Cpu>().to_vector(), gen);
     if constexpr (ComposedAVModel<M>) {
       if (o_.level == GuidedLevel::encoders) {
         auto logits = mixed_latent_logits(model, b.x, plan, LatentLevel::encoders);
@@ -332,7 +341,7 @@ template <AVModel M> class GuidedMixup final : public Defense<M> {
   }
 
  private:
-  AVBatch<T> heldout_;
+  AVBatch<T, D> heldout_;
   std::shared_ptr<const GuidancePolicy> policy_;
   GuidedMixupOptions o_;
   GuidanceMetrics metrics_{};

@@ -98,13 +98,41 @@ inline double label_weight(double lam_audio, double lam_video, double audio_shar
 }
 
 /// A batch after mixing: inputs (no gradient) and soft targets (B, K).
-template <Floating T> struct MixedBatch {
-  AVInput<T> x{};
-  Tensor<T, Cpu> targets{};
+template <Floating T, Device D = Cpu> struct MixedBatch {
+  AVInput<T, D> x{};
+  Tensor<T, D> targets{};
 };
 
 namespace detail {
+
+/// One element of a mix: λ·a + (1 − λ)·b in double (λ exact on the host; a copy where λ = 1).
+struct MixPair {
+  template <class T> AVGRAD_HOST_DEVICE T operator()(T a, T b, T lam) const {
+    const double l = static_cast<double>(lam);
+    return l == 1.0 ? a : static_cast<T>(l * static_cast<double>(a) + (1 - l) * static_cast<double>(b));
+  }
+};
+
+/// λ as a (B, 1, …, 1) tensor broadcasting against a (B, …) tensor of rank `rank`.
+template <Floating T, Device D = Cpu> Tensor<T, D> lambda_column(const std::vector<double>& lam, int rank) {
+  Shape s;
+  s.push_back(static_cast<std::int64_t>(lam.size()));
+  for (int r = 1; r < rank; ++r) s.push_back(1);
+  std::vector<T> v(lam.begin(), lam.end());
+  return from_vector<T>(v, s).template to<D>();
+}
+
 /// out_i = λ_i·x_i + (1 − λ_i)·x_{p(i)} row by row, in double (inputs carry no gradient).
+/// Off the CPU, the partner rows are gathered and λ travels as T (one kernel).
+template <Floating T, Device D>
+requires(!std::same_as<D, Cpu>) Tensor<T, D> mix_rows(const Tensor<T, D>& x, const std::vector<std::int64_t>& partner,
+                                                      const std::vector<double>& lam) {
+  NoGradGuard no_grad;
+  const auto a = x.detach();
+  const auto b = index_select(a, 0, from_vector<std::int64_t>(partner).template to<D>());
+  return avgrad::detail::map<T, T, T, T>(a, b, lambda_column<T, D>(lam, a.dim()), MixPair{}, "mix_rows");
+}
+
 template <Floating T> Tensor<T, Cpu> mix_rows(const Tensor<T, Cpu>& x, const std::vector<std::int64_t>& partner,
                                               const std::vector<double>& lam) {
   const auto c = x.detach().contiguous();
@@ -124,21 +152,13 @@ template <Floating T> Tensor<T, Cpu> mix_rows(const Tensor<T, Cpu>& x, const std
   }
   return out;
 }
-
-/// λ as a (B, 1, …, 1) tensor broadcasting against a (B, …) tensor of rank `rank`.
-template <Floating T> Tensor<T, Cpu> lambda_column(const std::vector<double>& lam, int rank) {
-  Shape s;
-  s.push_back(static_cast<std::int64_t>(lam.size()));
-  for (int r = 1; r < rank; ++r) s.push_back(1);
-  std::vector<T> v(lam.begin(), lam.end());
-  return from_vector<T>(v, s);
-}
 }  // namespace detail
 
 /// Applies a plan to a batch's inputs and labels (either modality may be missing).
-template <Floating T> MixedBatch<T> apply_mix(const AVBatch<T>& b, const MixPlan& plan, std::int64_t num_classes) {
+template <Floating T, Device D>
+MixedBatch<T, D> apply_mix(const AVBatch<T, D>& b, const MixPlan& plan, std::int64_t num_classes) {
   plan.check(b.size());
-  MixedBatch<T> m;
+  MixedBatch<T, D> m;
   if (b.x.audio.defined()) m.x.audio = detail::mix_rows(b.x.audio, plan.partner, plan.lam_audio);
   if (b.x.video.defined()) m.x.video = detail::mix_rows(b.x.video, plan.partner, plan.lam_video);
   m.targets = detail::mix_rows(soft_targets(b.y, num_classes), plan.partner, plan.lam_label);
@@ -146,13 +166,14 @@ template <Floating T> MixedBatch<T> apply_mix(const AVBatch<T>& b, const MixPlan
 }
 
 /// λ_i·z_i + (1 − λ_i)·z_{p(i)} for a latent in the graph (B, …): gradients reach both rows.
-template <Floating T> Tensor<T, Cpu> mix_latent(const Tensor<T, Cpu>& z, const std::vector<std::int64_t>& partner,
-                                                const std::vector<double>& lam) {
+template <Floating T, Device D>
+Tensor<T, D> mix_latent(const Tensor<T, D>& z, const std::vector<std::int64_t>& partner,
+                        const std::vector<double>& lam) {
   AVGRAD_CHECK(z.defined() && z.dim() >= 1 && z.size(0) == static_cast<std::int64_t>(partner.size()), "mix_latent",
                "a latent (B, ...) with B = ", partner.size(), " expected, got ",
                z.defined() ? z.shape().str() : std::string("undefined"));
-  const auto l = detail::lambda_column<T>(lam, z.dim());
-  const auto idx = from_vector<std::int64_t>(partner);
+  const auto l = detail::lambda_column<T, D>(lam, z.dim());
+  const auto idx = from_vector<std::int64_t>(partner).template to<D>();
   return l * z + (T(1) - l) * index_select(z, 0, idx);
 }
 
@@ -230,9 +251,9 @@ inline MixPlan random_mix_plan(std::int64_t batch, const MixupOptions& o, Genera
 }
 
 /// The loss of a model on a planned input mix (one forward) and the accuracy against own labels.
-template <AVModel M> StepOutput<typename M::value_type> mixed_input_loss(M& model,
-                                                                         const AVBatch<typename M::value_type>& b,
-                                                                         const MixPlan& plan, Cost& cost) {
+template <AVModel M>
+StepOutput<typename M::value_type, typename M::device_type> mixed_input_loss(
+    M& model, const AVBatch<typename M::value_type, typename M::device_type>& b, const MixPlan& plan, Cost& cost) {
   const auto mixed = apply_mix(b, plan, model.num_classes());
   auto logits = model.forward(mixed.x).logits;
   cost.add_forward(b.size());
@@ -243,9 +264,10 @@ template <AVModel M> StepOutput<typename M::value_type> mixed_input_loss(M& mode
 template <AVModel M> class InputMixup final : public Defense<M> {
  public:
   using T = typename M::value_type;
+  using D = typename M::device_type;
   explicit InputMixup(MixupOptions o = {}) : o_(o) { o.check("InputMixup"); }
   std::string name() const override { return std::string("mixup(") + mix_scope_name(o_.scope) + ")"; }
-  StepOutput<T> loss(M& model, const AVBatch<T>& b, Generator& gen, Cost& cost) override {
+  StepOutput<T, D> loss(M& model, const AVBatch<T, D>& b, Generator& gen, Cost& cost) override {
     return mixed_input_loss(model, b, random_mix_plan(b.size(), o_, gen), cost);
   }
   const MixupOptions& options() const { return o_; }
@@ -258,11 +280,11 @@ template <AVModel M> class InputMixup final : public Defense<M> {
 
 /// A model whose encoders, fusion and head can be called one by one (AVClassifier).
 template <class M>
-concept ComposedAVModel = AVModel<M> && requires(M& m, const Tensor<typename M::value_type, Cpu>& x) {
-  { m.audio().forward(x) } -> std::same_as<Tensor<typename M::value_type, Cpu>>;
-  { m.video().forward(x) } -> std::same_as<Tensor<typename M::value_type, Cpu>>;
-  { m.fusion().fuse(x, x) } -> std::same_as<Tensor<typename M::value_type, Cpu>>;
-  { m.head().forward(x) } -> std::same_as<Tensor<typename M::value_type, Cpu>>;
+concept ComposedAVModel = AVModel<M> && requires(M& m, const models::module_tensor_t<M>& x) {
+  { m.audio().forward(x) } -> std::same_as<models::module_tensor_t<M>>;
+  { m.video().forward(x) } -> std::same_as<models::module_tensor_t<M>>;
+  { m.fusion().fuse(x, x) } -> std::same_as<models::module_tensor_t<M>>;
+  { m.head().forward(x) } -> std::same_as<models::module_tensor_t<M>>;
 };
 
 /// Where latent mix-up mixes: each encoder's output (before the fusion; λ per modality allowed),
@@ -271,8 +293,9 @@ enum class LatentLevel { encoders, fused };
 
 /// The logits of a model with the plan applied at a latent level (both modalities present).
 template <ComposedAVModel M>
-Tensor<typename M::value_type, Cpu> mixed_latent_logits(M& model, const AVInput<typename M::value_type>& x,
-                                                        const MixPlan& plan, LatentLevel level) {
+models::module_tensor_t<M> mixed_latent_logits(M& model,
+                                               const AVInput<typename M::value_type, typename M::device_type>& x,
+                                               const MixPlan& plan, LatentLevel level) {
   AVGRAD_CHECK(x.audio.defined() && x.video.defined(), "latent mix-up", "needs both modalities");
   auto za = model.audio().forward(x.audio);
   auto zv = model.video().forward(x.video);
@@ -293,6 +316,7 @@ struct LatentMixupOptions {
 template <ComposedAVModel M> class LatentMixup final : public Defense<M> {
  public:
   using T = typename M::value_type;
+  using D = typename M::device_type;
   explicit LatentMixup(LatentMixupOptions o = {}) : o_(o) {
     o.mix.check("LatentMixup");
     AVGRAD_CHECK(o.level == LatentLevel::encoders || o.mix.scope == MixScope::shared, "LatentMixup",
@@ -303,7 +327,7 @@ template <ComposedAVModel M> class LatentMixup final : public Defense<M> {
     return std::string("latent-mixup(") + (o_.level == LatentLevel::fused ? "fused" : "encoders") + ", " +
            mix_scope_name(o_.mix.scope) + ")";
   }
-  StepOutput<T> loss(M& model, const AVBatch<T>& b, Generator& gen, Cost& cost) override {
+  StepOutput<T, D> loss(M& model, const AVBatch<T, D>& b, Generator& gen, Cost& cost) override {
     const auto plan = random_mix_plan(b.size(), o_.mix, gen);
     auto logits = mixed_latent_logits(model, b.x, plan, o_.level);
     cost.add_forward(b.size());

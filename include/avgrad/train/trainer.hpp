@@ -113,6 +113,7 @@ struct EvalMetrics {
 };
 template <AVModel M>
 EvalMetrics evaluate(M& model, const TensorData<typename M::value_type>& data, std::int64_t batch = 256) {
+  using D = typename M::device_type;
   data.check("evaluate");
   AVGRAD_CHECK(batch >= 1 && data.size() >= 1, "evaluate", "need batch >= 1 and a non-empty set");
   ModeGuard<M> mode(model, false);
@@ -123,9 +124,9 @@ EvalMetrics evaluate(M& model, const TensorData<typename M::value_type>& data, s
     const std::int64_t e = std::min(data.size(), s + batch);
     std::vector<std::int64_t> idx;
     for (std::int64_t i = s; i < e; ++i) idx.push_back(i);
-    const auto b = data.rows(idx);
+    const auto b = data.rows(idx).template to<D>();
     const auto logits = model.forward(b.x).logits;
-    loss += static_cast<double>(label_loss(logits, b.y).item()) * static_cast<double>(e - s);
+    loss += static_cast<double>(label_loss(logits, b.y).template to<Cpu>().item()) * static_cast<double>(e - s);
     hits += correct(logits, b.y);
   }
   const double n = static_cast<double>(data.size());
@@ -180,12 +181,15 @@ struct TrainResult {
   std::vector<LogRow> history{};  ///< the rows of this fit() call
 };
 
+/// Batches come from the host (BatchSource) and move to the model's device one at a time;
+/// model, optimizer and defense live there.
 template <AVModel M> class Trainer {
  public:
   using T = typename M::value_type;
+  using D = typename M::device_type;
 
   /// The model, optimizer, defense and scheduler (optional) must outlive the trainer.
-  Trainer(M& model, optim::Optimizer<T, Cpu>& optimizer, Defense<M>& defense, TrainerOptions o = {},
+  Trainer(M& model, optim::Optimizer<T, D>& optimizer, Defense<M>& defense, TrainerOptions o = {},
           optim::LRScheduler* scheduler = nullptr)
       : model_(model), opt_(optimizer), defense_(defense), sched_(scheduler), o_(std::move(o)), gen_(o_.seed) {
     o_.check();
@@ -194,7 +198,7 @@ template <AVModel M> class Trainer {
   /// Restores everything a checkpoint written by this trainer holds; fit() then continues from it.
   void resume(const std::filesystem::path& path) {
     AVGRAD_CHECK(std::filesystem::is_regular_file(path), "Trainer::resume", "no checkpoint at '", path.string(), "'");
-    CheckpointParts<T> parts;
+    CheckpointParts<T, D> parts;
     parts.module = &model_;
     parts.optimizer = &opt_;
     parts.scheduler = sched_;
@@ -226,9 +230,9 @@ template <AVModel M> class Trainer {
   /// Writes a checkpoint of the current state (what resume() reads).
   void save(const std::filesystem::path& path) const {
     // save_checkpoint only reads the parts; CheckpointParts holds mutable pointers for loading.
-    CheckpointParts<T> parts;
+    CheckpointParts<T, D> parts;
     parts.module = const_cast<M*>(&model_);
-    parts.optimizer = const_cast<optim::Optimizer<T, Cpu>*>(&opt_);
+    parts.optimizer = const_cast<optim::Optimizer<T, D>*>(&opt_);
     parts.scheduler = sched_;
     parts.generator = const_cast<Generator*>(&gen_);
     parts.step = step_;
@@ -278,11 +282,11 @@ template <AVModel M> class Trainer {
         const std::int64_t epoch = micro_ / bpe, index = micro_ % bpe;
         if (index == 0) defense_.on_epoch_start(model_, epoch, step_, cost_);
         if (in_group == 0) defense_.before_step(model_, step_, cost_);
-        const auto b = source.batch(epoch, index);
+        const auto b = source.batch(epoch, index).template to<D>();
         auto out = defense_.loss(model_, b, gen_, cost_);
         AVGRAD_CHECK(out.loss.defined() && out.loss.numel() == 1, "Trainer", "the defense '", defense_.name(),
                      "' returned no scalar loss");
-        const double lv = static_cast<double>(out.loss.item());
+        const double lv = static_cast<double>(out.loss.detach().template to<Cpu>().item());
         AVGRAD_CHECK(std::isfinite(lv), "Trainer", "non-finite loss ", lv, " at step ", step_, " (epoch ", epoch,
                      ", batch ", index, ", defense '", defense_.name(), "')");
         auto scaled =
@@ -400,7 +404,7 @@ template <AVModel M> class Trainer {
   }
 
   M& model_;
-  optim::Optimizer<T, Cpu>& opt_;
+  optim::Optimizer<T, D>& opt_;
   Defense<M>& defense_;
   optim::LRScheduler* sched_;
   TrainerOptions o_;
