@@ -126,10 +126,11 @@ TEST(CudaAttacks, ApgdMatchesTheCpu) {
   const Budget l2{.norm = Norm::l2, .eps = 0.5};
   expect_attack_twin("APGD-CE-10, L-inf, joint", Apgd<float>(ApgdOptions{.steps = 10}),
                      Apgd<float, Cuda>(ApgdOptions{.steps = 10}), ThreatModel::joint(linf, linf));
-  expect_attack_twin("APGD-DLR-8 x2 restarts, L2, audio",
-                     Apgd<float>(ApgdOptions{.steps = 8, .restarts = 2}, Objective<float>::of(LossKind::dlr)),
-                     Apgd<float, Cuda>(ApgdOptions{.steps = 8, .restarts = 2}, Objective<float, Cuda>::of(LossKind::dlr)),
-                     ThreatModel::audio_only(l2));
+  expect_attack_twin(
+      "APGD-DLR-8 x2 restarts, L2, audio",
+      Apgd<float>(ApgdOptions{.steps = 8, .restarts = 2}, Objective<float>::of(LossKind::dlr)),
+      Apgd<float, Cuda>(ApgdOptions{.steps = 8, .restarts = 2}, Objective<float, Cuda>::of(LossKind::dlr)),
+      ThreatModel::audio_only(l2));
 }
 
 TEST(CudaAttacks, MarginAndDlrObjectivesMatchTheCpu) {
@@ -166,10 +167,11 @@ TEST(CudaAttacks, RobustnessEvaluationMatchesTheCpu) {
   EvaluateOptions o;
   o.quiet = true;
   o.min_eps_grid = {0.01, 0.05};
-  const auto rc = evaluate_robustness(*t.cpu, cpu_batches,
-                                      {attack_spec(Pgd<float>(PgdOptions{.steps = 5})),
-                                       attack_spec(Apgd<float>(ApgdOptions{.steps = 5}, Objective<float>::of(LossKind::dlr)))},
-                                      tms, o);
+  const auto rc =
+      evaluate_robustness(*t.cpu, cpu_batches,
+                          {attack_spec(Pgd<float>(PgdOptions{.steps = 5})),
+                           attack_spec(Apgd<float>(ApgdOptions{.steps = 5}, Objective<float>::of(LossKind::dlr)))},
+                          tms, o);
   const auto rg = evaluate_robustness(
       *t.gpu, gpu_batches,
       {attack_spec(Pgd<float, Cuda>(PgdOptions{.steps = 5})),

@@ -149,14 +149,15 @@ TEST(CudaTraining, RobustnessSweepFromHostBatches) {
   o.quiet = true;
   const std::vector<double> grid{0.0, 0.02, 0.1};
   const auto base = attacks::ThreatModel::joint(kAudio, kVideo);
-  const auto sc = attacks::epsilon_sweep(*t.cpu, batches, attacks::attack_spec(attacks::Pgd<float>(attacks::PgdOptions{.steps = 3})),
-                                         base, grid, o);
+  const auto sc = attacks::epsilon_sweep(
+      *t.cpu, batches, attacks::attack_spec(attacks::Pgd<float>(attacks::PgdOptions{.steps = 3})), base, grid, o);
   const auto sg = attacks::epsilon_sweep(
       *t.gpu, batches, attacks::attack_spec(attacks::Pgd<float, Cuda>(attacks::PgdOptions{.steps = 3})), base, grid, o);
   ASSERT_EQ(sg.points.size(), sc.points.size());
   for (std::size_t i = 0; i < sc.points.size(); ++i) {
     EXPECT_EQ(sg.points[i].summary.clean_correct, sc.points[i].summary.clean_correct);
-    EXPECT_LE(std::abs(sg.points[i].summary.robust_correct - sc.points[i].summary.robust_correct), 1) << "eps " << grid[i];
+    EXPECT_LE(std::abs(sg.points[i].summary.robust_correct - sc.points[i].summary.robust_correct), 1)
+        << "eps " << grid[i];
   }
 }
 

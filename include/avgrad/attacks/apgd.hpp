@@ -52,8 +52,7 @@ inline std::vector<int> apgd_checkpoints(int n) {
 
 /// Targeted APGD-DLR's objective: ascends Croce & Hein's targeted DLR (needs K ≥ 4). The labels given
 /// to the attack are the targets; `truth` are the true classes of the same batch.
-template <Floating T, Device D = Cpu>
-Objective<T, D> targeted_dlr_objective(const Tensor<std::int64_t, D>& truth) {
+template <Floating T, Device D = Cpu> Objective<T, D> targeted_dlr_objective(const Tensor<std::int64_t, D>& truth) {
   AVGRAD_CHECK(truth.defined() && truth.dim() == 1, "targeted_dlr_objective", "true labels must be (B)");
   // Objective negates a targeted loss before ascending it; dlr_targeted_loss is already the
   // quantity to ascend, so the stored loss is its negation.
@@ -156,7 +155,7 @@ template <Floating T, Device D = Cpu> class Apgd {
           } else {
             // x_{k+1} = P(x_k + α(z − x_k) + (1 − α)(x_k − x_{k−1})), in δ coordinates (x cancels).
             auto nx = avgrad::detail::map<T, T, T, T>(z, delta.at(m), previous.at(m), apgd_detail::Momentum{o_.alpha},
-                                              "apgd momentum");
+                                                      "apgd momentum");
             project_(nx, input(m), bud);
             next.at(m) = nx;
           }

@@ -104,9 +104,8 @@ template <Floating T, Device D> Tensor<T, D> bce_loss(const Tensor<T, D>& logits
 
 /// The Carlini–Wagner margin per example: max_{j≠y} z_j − z_y, capped at kappa (the attack
 /// stops pushing once the wrong class leads by kappa). Positive exactly when misclassified.
-template <Floating T, Device D>
-Tensor<T, D> margin_loss(const Tensor<T, D>& logits, const Labels<T, D>& y,
-                         double kappa = std::numeric_limits<double>::infinity()) {
+template <Floating T, Device D> Tensor<T, D> margin_loss(const Tensor<T, D>& logits, const Labels<T, D>& y,
+                                                         double kappa = std::numeric_limits<double>::infinity()) {
   AVGRAD_CHECK(!y.multi_label(), "margin_loss", "the margin loss needs class labels");
   return objective_detail::rowwise_loss("margin_loss", logits, y.classes,
                                         [kappa](const T* z, std::int64_t K, std::int64_t c, T* g) {
@@ -147,9 +146,9 @@ template <Floating T, Device D> Tensor<T, D> dlr_loss(const Tensor<T, D>& logits
 
 /// Targeted DLR (Croce & Hein): −(z_y − z_t) / (z_π1 − (z_π3 + z_π4)/2), y the true class and
 /// t the target; ascending it moves the target above the true class. Needs K ≥ 4.
-template <Floating T, Device D>
-Tensor<T, D> dlr_targeted_loss(const Tensor<T, D>& logits, const Tensor<std::int64_t, D>& truth,
-                               const Tensor<std::int64_t, D>& target) {
+template <Floating T, Device D> Tensor<T, D> dlr_targeted_loss(const Tensor<T, D>& logits,
+                                                               const Tensor<std::int64_t, D>& truth,
+                                                               const Tensor<std::int64_t, D>& target) {
   AVGRAD_CHECK(logits.dim() == 2 && logits.size(1) >= 4, "dlr_targeted_loss", "targeted DLR needs at least 4 classes");
   AVGRAD_CHECK(target.dim() == 1 && target.size(0) == logits.size(0), "dlr_targeted_loss", "targets must be (B)");
   const Tensor<std::int64_t, Cpu> tc = target.template to<Cpu>().contiguous();

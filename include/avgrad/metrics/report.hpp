@@ -130,12 +130,10 @@ LatentReport latent_report(M& model, const Batches& batches, LatentReportOptions
   };
   using models::Modality;
   auto host = [](const auto& t) { return t.template to<Cpu>(); };
-  space("audio", za, [&](const Tensor<T>& z) {
-    return host(model.branch_head_logits(Modality::audio, z.template to<D>()));
-  });
-  space("video", zv, [&](const Tensor<T>& z) {
-    return host(model.branch_head_logits(Modality::video, z.template to<D>()));
-  });
+  space("audio", za,
+        [&](const Tensor<T>& z) { return host(model.branch_head_logits(Modality::audio, z.template to<D>())); });
+  space("video", zv,
+        [&](const Tensor<T>& z) { return host(model.branch_head_logits(Modality::video, z.template to<D>())); });
   space("fused", zf, [&](const Tensor<T>& z) { return host(model.fused_head_logits(z.template to<D>())); });
   return r;
 }

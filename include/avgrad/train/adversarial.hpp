@@ -68,12 +68,11 @@ template <AVModel M> class AdversarialTraining final : public Defense<M> {
   AVInput<T, D> perturb(M& model, const AVBatch<T, D>& b, std::uint64_t seed, Cost& cost,
                         const Tensor<T, D>& clean_probs = {}) const {
     ModeGuard<M> mode(model, o_.attack_in_eval_mode ? false : model.is_training());
-    attacks::Objective<T, D> objective = attacks::Objective<T, D>::of(
-        model.multi_label() ? attacks::LossKind::bce : attacks::LossKind::cross_entropy);
+    attacks::Objective<T, D> objective =
+        attacks::Objective<T, D>::of(model.multi_label() ? attacks::LossKind::bce : attacks::LossKind::cross_entropy);
     if (o_.method == AdversarialMethod::trades) {
-      objective = {
-          [clean_probs](const Tensor<T, D>& z, const Labels<T, D>&) { return kl_from_probs(clean_probs, z); }, false,
-          "kl"};
+      objective = {[clean_probs](const Tensor<T, D>& z, const Labels<T, D>&) { return kl_from_probs(clean_probs, z); },
+                   false, "kl"};
     }
     attacks::Pgd<T, D> attack =
         o_.method == AdversarialMethod::fgsm_rs

@@ -44,9 +44,8 @@ inline void check_format(const SafetensorsFile& f, const std::filesystem::path& 
 }  // namespace detail
 
 /// Writes module.state_dict() (PyTorch names) to `path` as safetensors.
-template <Floating T, Device D>
-void save_state_dict(const std::filesystem::path& path, const nn::Module<T, D>& module,
-                     std::map<std::string, std::string> metadata = {}) {
+template <Floating T, Device D> void save_state_dict(const std::filesystem::path& path, const nn::Module<T, D>& module,
+                                                     std::map<std::string, std::string> metadata = {}) {
   metadata["avgrad.format_version"] = std::to_string(kCheckpointFormatVersion);
   metadata["avgrad.kind"] = "state_dict";
   metadata.emplace("format", "pt");

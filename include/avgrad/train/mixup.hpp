@@ -166,9 +166,8 @@ MixedBatch<T, D> apply_mix(const AVBatch<T, D>& b, const MixPlan& plan, std::int
 }
 
 /// λ_i·z_i + (1 − λ_i)·z_{p(i)} for a latent in the graph (B, …): gradients reach both rows.
-template <Floating T, Device D>
-Tensor<T, D> mix_latent(const Tensor<T, D>& z, const std::vector<std::int64_t>& partner,
-                        const std::vector<double>& lam) {
+template <Floating T, Device D> Tensor<T, D> mix_latent(const Tensor<T, D>& z, const std::vector<std::int64_t>& partner,
+                                                        const std::vector<double>& lam) {
   AVGRAD_CHECK(z.defined() && z.dim() >= 1 && z.size(0) == static_cast<std::int64_t>(partner.size()), "mix_latent",
                "a latent (B, ...) with B = ", partner.size(), " expected, got ",
                z.defined() ? z.shape().str() : std::string("undefined"));
@@ -251,8 +250,7 @@ inline MixPlan random_mix_plan(std::int64_t batch, const MixupOptions& o, Genera
 }
 
 /// The loss of a model on a planned input mix (one forward) and the accuracy against own labels.
-template <AVModel M>
-StepOutput<typename M::value_type, typename M::device_type> mixed_input_loss(
+template <AVModel M> StepOutput<typename M::value_type, typename M::device_type> mixed_input_loss(
     M& model, const AVBatch<typename M::value_type, typename M::device_type>& b, const MixPlan& plan, Cost& cost) {
   const auto mixed = apply_mix(b, plan, model.num_classes());
   auto logits = model.forward(mixed.x).logits;
