@@ -10,6 +10,9 @@
 #   torch.json     the PyTorch twins' rows (benchmarks/torch/bench_cuda_*.py --json)
 #   summary.md     pass/fail per binary and sanitizer run
 # Usage: tools/gpu_check.sh [--build DIR] [--out DIR] [--no-sanitizer] [--race] [--no-bench]
+# A build made elsewhere can be carried: the test binaries need the CUDA runtime, cuBLAS and
+# cuDNN; the benchmark binaries also Google Benchmark's shared library, which can travel in
+# DIR/carried-libs (cp /lib/x86_64-linux-gnu/libbenchmark.so.1* build/release/carried-libs/).
 # Exit status: 0 when every test and sanitizer run passed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +32,20 @@ done
 [[ -d $build/tests ]] || { echo "gpu_check.sh: no build at '$build' (cmake --preset release first)" >&2; exit 2; }
 mkdir -p "$out"
 : > "$out/tests.log"; : > "$out/sanitizer.log"
+
+# Run-time libraries a carried build may not find there: anything copied into
+# $build/carried-libs (libbenchmark for the benchmark binaries), and cuDNN from PyTorch's
+# wheel when the system has none. Appended: the machine's own libraries win.
+libs=()
+[[ -d $build/carried-libs ]] && libs+=("$(cd "$build/carried-libs" && pwd)")
+if ! ldconfig -p 2> /dev/null | grep -q 'libcudnn\.so\.9'; then
+  cudnn=$(python3 -c 'import os, nvidia.cudnn as c; print(os.path.join(list(c.__path__)[0], "lib"))' 2> /dev/null) &&
+    libs+=("$cudnn")
+fi
+if ((${#libs[@]})); then
+  extra=$(IFS=:; echo "${libs[*]}")
+  export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$extra"
+fi
 {
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 || echo "nvidia-smi failed"
   command -v nvcc > /dev/null && nvcc --version | tail -1
