@@ -162,6 +162,14 @@ TEST(Spectrum, DftBasisGemmEqualsTheFft) {
       Fn f = [&](const std::vector<TD>& in) { return audio::detail::dft_spectrum(in[0], basis, kind); };
       expect_gradcheck(f, {x});
     }
+  auto empty = zeros<double>(Shape{3, 0});
+  for (auto kind : {SpectrumKind::complex, SpectrumKind::power}) {
+    auto fft = spectrum(empty, 8, kind),
+         gemm = audio::detail::dft_spectrum(empty, audio::detail::dft_basis<double>(8, 0, 0), kind);
+    EXPECT_EQ(fft.shape(), gemm.shape()) << "frames of no samples";
+    EXPECT_EQ(fft.to_vector(), std::vector<double>(static_cast<std::size_t>(fft.numel()), 0.0));
+    EXPECT_EQ(gemm.to_vector(), fft.to_vector());
+  }
   auto silence = zeros<double>(Shape{2, 8});
   silence.requires_grad_();
   sum(audio::detail::dft_spectrum(silence, audio::detail::dft_basis<double>(8, 8, 0), SpectrumKind::magnitude))

@@ -66,6 +66,21 @@ TEST(CudaAudio, LongFramesUseMoreSharedMemory) {
       1e-10, 1e-10);
 }
 
+TEST(CudaAudio, FramesAtTheDefaultSharedMemoryEdge) {
+  AVGRAD_REQUIRE_GPU();
+  // 12200 floats: 48800 bytes of frame, under 48 KiB alone but not with block_sum2's buffers
+  const Framing f = kaldi_framing(30000, 12200, 6000, true);
+  expect_twin<float>(
+      "12200-sample frames with DC removal", {waveform<float>({2, 30000}, 11)},
+      [&](const auto& v) {
+        return frames(v[0], f, FrameProcessing{0, 0, 0, true, 0.97});
+      },
+      [&](const auto& v) {
+        return frames(v[0], f, FrameProcessing{0, 0, 0, true, 0.97});
+      },
+      1e-5, 1e-5);
+}
+
 TEST(CudaAudio, GemmSpectrumMatchesTheCpuFft) {
   AVGRAD_REQUIRE_GPU();
   for (auto kind : {SpectrumKind::complex, SpectrumKind::power, SpectrumKind::magnitude})

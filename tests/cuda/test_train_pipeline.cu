@@ -56,17 +56,22 @@ template <template <class> class Make> void expect_training_twin(const char* wha
   auto t = twins();
   auto dc = Make<CpuModel>::make();
   auto dg = Make<GpuModel>::make();
+  // dropout draws from the default generator on both devices: both fits start from its same state
+  const std::uint64_t seed = default_generator().seed(), offset = default_generator().offset();
   const auto rc = fit(*t.cpu, *dc, data);
+  default_generator().set_state(seed, offset);
   const auto rg = fit(*t.gpu, *dg, data);
   ASSERT_EQ(rg.history.size(), rc.history.size());
   for (std::size_t i = 0; i < rc.history.size(); ++i) {
-    EXPECT_NEAR(rg.history[i].train_loss, rc.history[i].train_loss, 1e-3 * (1 + std::abs(rc.history[i].train_loss)));
-    EXPECT_NEAR(rg.history[i].val_loss, rc.history[i].val_loss, 1e-3 * (1 + std::abs(rc.history[i].val_loss)));
+    EXPECT_NEAR(rg.history[i].train_loss, rc.history[i].train_loss, 5e-3 * (1 + std::abs(rc.history[i].train_loss)));
+    EXPECT_NEAR(rg.history[i].val_loss, rc.history[i].val_loss, 5e-3 * (1 + std::abs(rc.history[i].val_loss)));
   }
   EXPECT_EQ(rg.cost.forward_passes, rc.cost.forward_passes);
+  // Adam moves a coordinate by about lr whatever its gradient's size, so a gradient entry at
+  // rounding level (or a PGD sign step flipped by it) may differ by up to 2·lr per step: 4 steps
   const auto pc = t.cpu->parameters();
   const auto pg = t.gpu->parameters();
-  for (std::size_t i = 0; i < pc.size(); ++i) EXPECT_TRUE(close_to_cpu(pg[i], pc[i], 1e-2, 1e-3)) << "parameter " << i;
+  for (std::size_t i = 0; i < pc.size(); ++i) EXPECT_TRUE(close_to_cpu(pg[i], pc[i], 1e-2, 8e-3)) << "parameter " << i;
 }
 
 const attacks::Budget kAudio{.eps = 0.1, .step = 0.05}, kVideo{.eps = 0.05, .step = 0.025, .lo = 0.0, .hi = 1.0};

@@ -27,14 +27,18 @@ inline unsigned frame_blocks(std::int64_t rows) {
 /// Threads per frame block: a warp multiple (block_sum2's rule), no more than the frame needs.
 inline int frame_threads(std::int64_t L) { return L >= 256 ? 256 : L > 64 ? 128 : 32; }
 
-/// Lets `kernel` use `bytes` of dynamic shared memory (one frame), above the default
-/// 48 KiB when the device allows it; a frame too long for any block is a clear error.
+/// Lets `kernel` use `bytes` of dynamic shared memory (one frame) beside its static shared
+/// memory (block_sum2's buffers), above the default 48 KiB per block when the device allows it;
+/// a frame too long for any block is a clear error.
 template <class K> void allow_frame_smem(K kernel, std::size_t bytes, std::int64_t L, const char* what) {
-  if (bytes <= 48 * 1024) return;
+  cudaFuncAttributes attr{};
+  AVGRAD_CUDA_CHECK(cudaFuncGetAttributes(&attr, kernel));
+  const std::size_t total = bytes + attr.sharedSizeBytes;
+  if (total <= 48 * 1024) return;
   int dev = 0, most = 0;
   AVGRAD_CUDA_CHECK(cudaGetDevice(&dev));
   AVGRAD_CUDA_CHECK(cudaDeviceGetAttribute(&most, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-  AVGRAD_CHECK(bytes <= static_cast<std::size_t>(most), what, "frames of ", L, " samples need ", bytes,
+  AVGRAD_CHECK(total <= static_cast<std::size_t>(most), what, "frames of ", L, " samples need ", total,
                " bytes of shared memory per block; this GPU allows ", most);
   AVGRAD_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
 }
@@ -118,14 +122,14 @@ template <class T> __device__ T gather_position(const T* d, std::int64_t b, std:
   return acc;
 }
 
-/// dx[b, i] = the gradient that reached sample i directly (no padding in between); one
+/// dx[b, i] += the gradient that reached sample i directly (no padding in between); one
 /// thread per sample, summed over frames in order, so the result is deterministic.
 template <class T>
 __global__ void frames_overlap_add_kernel(const T* d, std::int64_t B, std::int64_t S, audio::Framing f, T* dx) {
   const std::int64_t n = B * S;
   for (std::int64_t k = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; k < n;
        k += std::int64_t(gridDim.x) * blockDim.x)
-    dx[k] = gather_position(d, k / S, k % S, f);
+    dx[k] += gather_position(d, k / S, k % S, f);
 }
 
 /// The frames' reads of the padding, folded back onto the samples they mirror or repeat:

@@ -76,6 +76,7 @@ Tensor<T, Cpu> fft_spectrum(const Tensor<T, Cpu>& x, std::int64_t n_fft, Spectru
   Shape complex_shape = out_shape;
   complex_shape.push_back(2);
   if (kind == SpectrumKind::complex) out_shape = complex_shape;
+  if (L == 0) return zeros<T, Cpu>(out_shape);  // empty frames: every bin is 0
   const bool grad = autograd::any_requires_grad<T, Cpu>({&x});
   const auto plan = cpu::real_fft_plan<T>(n_fft);
   const Tensor<T, Cpu> xc = x.contiguous();
@@ -176,6 +177,11 @@ Tensor<T, D> dft_spectrum(const Tensor<T, D>& x, const Tensor<T, D>& basis, Spec
   Shape complex_shape = x.shape();
   complex_shape[complex_shape.rank() - 1] = F;
   complex_shape.push_back(2);
+  if (L == 0) {  // empty frames: every bin is 0
+    Shape real_shape = complex_shape;
+    real_shape.erase(real_shape.rank() - 1);
+    return zeros<T, D>(kind == SpectrumKind::complex ? complex_shape : real_shape);
+  }
   const Tensor<T, D> c = matmul(x.reshape(Shape{rows, L}), basis).reshape(complex_shape);
   if (kind == SpectrumKind::complex) return c;
   const Tensor<T, D> p = sum(square(c), {-1});
