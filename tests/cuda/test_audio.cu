@@ -8,6 +8,7 @@ using namespace avgrad;
 using namespace avgrad::audio;
 using avgrad::testing::close_to_cpu;
 using avgrad::testing::expect_twin;
+using avgrad::testing::twin_of;
 
 namespace {
 
@@ -52,14 +53,8 @@ TEST(CudaAudio, LongFramesUseMoreSharedMemory) {
   AVGRAD_REQUIRE_GPU();
   // 16384 doubles per frame: 128 KiB, above the default 48 KiB per block
   const Framing f = kaldi_framing(40000, 16384, 8000, true);
-  Generator g(3);
-  auto x = rand<double>(Shape{2, 40000}, g, -1, 1);
-  x.requires_grad_();
-  expect_twin<double>(
-      "16384-sample frames", {x},
-      [&](const auto& v) {
-        return frames(v[0], f, FrameProcessing{0, 0, 0, true, 0.9});
-      },
+  twin_of<double>(
+      "16384-sample frames", {waveform<double>({2, 40000}, 3)},
       [&](const auto& v) {
         return frames(v[0], f, FrameProcessing{0, 0, 0, true, 0.9});
       },
@@ -70,11 +65,8 @@ TEST(CudaAudio, FramesAtTheDefaultSharedMemoryEdge) {
   AVGRAD_REQUIRE_GPU();
   // 12200 floats: 48800 bytes of frame, under 48 KiB alone but not with block_sum2's buffers
   const Framing f = kaldi_framing(30000, 12200, 6000, true);
-  expect_twin<float>(
+  twin_of<float>(
       "12200-sample frames with DC removal", {waveform<float>({2, 30000}, 11)},
-      [&](const auto& v) {
-        return frames(v[0], f, FrameProcessing{0, 0, 0, true, 0.97});
-      },
       [&](const auto& v) {
         return frames(v[0], f, FrameProcessing{0, 0, 0, true, 0.97});
       },
@@ -86,9 +78,8 @@ TEST(CudaAudio, GemmSpectrumMatchesTheCpuFft) {
   for (auto kind : {SpectrumKind::complex, SpectrumKind::power, SpectrumKind::magnitude})
     for (std::int64_t n : {16, 15, 512}) {
       const std::int64_t L = n == 512 ? 400 : 11, off = n == 512 ? 0 : 2;
-      expect_twin<float>(
+      twin_of<float>(
           "spectrum n_fft " + std::to_string(n), {waveform<float>({2, 5, L}, 4 + static_cast<std::uint64_t>(n))},
-          [&](const auto& v) { return spectrum(v[0], n, kind, off); },
           [&](const auto& v) { return spectrum(v[0], n, kind, off); }, 2e-4, 2e-4);
     }
 }

@@ -72,6 +72,8 @@ struct AttackTwin {
   std::unique_ptr<models::study::LateFusionModel<float, models::ClassifierHead<float, Cuda>>> gpu;
   models::AVInput<float> x;
   Labels<float> y;
+  models::AVInput<float, Cuda> xg;  ///< x and y on the GPU
+  Labels<float, Cuda> yg;
 };
 AttackTwin attack_twin() {
   const auto o = models::study::StudyOptions::small(5);
@@ -84,6 +86,8 @@ AttackTwin attack_twin() {
   t.gpu->eval();
   t.x = {rand<float>({4, o.audio_frames, o.num_bins()}, g), rand<float>({4, o.video_frames, o.video_dim}, g)};
   t.y.classes = randint<std::int64_t>(0, 5, {4}, g);
+  t.xg = models::to_device<Cuda>(t.x);
+  t.yg = to_device<Cuda>(t.y);
   return t;
 }
 
@@ -92,9 +96,7 @@ void expect_attack_twin(const char* what, const A& on_cpu, const B& on_gpu, cons
   SCOPED_TRACE(what);
   auto t = attack_twin();
   const auto rc = on_cpu.run(*t.cpu, t.x, t.y, tm);
-  const models::AVInput<float, Cuda> xg{t.x.audio.to<Cuda>(), t.x.video.to<Cuda>()};
-  const Labels<float, Cuda> yg{t.y.classes.to<Cuda>(), {}};
-  const auto rg = on_gpu.run(*t.gpu, xg, yg, tm);
+  const auto rg = on_gpu.run(*t.gpu, t.xg, t.yg, tm);
   EXPECT_TRUE(close_to_cpu(rg.logits, rc.logits, 1e-3, 1e-4)) << "logits at x + δ";
   for (Modality m : {Modality::audio, Modality::video}) {
     if (!tm.attacks(m)) continue;
@@ -128,9 +130,7 @@ void expect_apgd_twin(const char* what, const A& on_cpu, const B& on_gpu, const 
   SCOPED_TRACE(what);
   auto t = attack_twin();
   const auto rc = on_cpu.run(*t.cpu, t.x, t.y, tm);
-  const models::AVInput<float, Cuda> xg{t.x.audio.to<Cuda>(), t.x.video.to<Cuda>()};
-  const Labels<float, Cuda> yg{t.y.classes.to<Cuda>(), {}};
-  const auto rg = on_gpu.run(*t.gpu, xg, yg, tm);
+  const auto rg = on_gpu.run(*t.gpu, t.xg, t.yg, tm);
   EXPECT_EQ(rg.forward_passes, rc.forward_passes);
   EXPECT_EQ(rg.backward_passes, rc.backward_passes);
   EXPECT_EQ(rg.steps, rc.steps);
@@ -142,7 +142,7 @@ void expect_apgd_twin(const char* what, const A& on_cpu, const B& on_gpu, const 
     const auto n = geometry::norms(rg.delta.at(m), tm.budget(m).norm);
     for (double v : n) EXPECT_LE(v, tm.budget(m).eps * (1 + 1e-5)) << modality_name(m) << " δ inside the ball";
   }
-  EXPECT_TRUE(close_to_cpu(on_gpu.run(*t.gpu, xg, yg, tm).logits, rg.logits.template to<Cpu>(), 0, 0))
+  EXPECT_TRUE(close_to_cpu(on_gpu.run(*t.gpu, t.xg, t.yg, tm).logits, rg.logits.template to<Cpu>(), 0, 0))
       << "the GPU run is deterministic";
 }
 
@@ -184,8 +184,7 @@ TEST(CudaAttacks, RobustnessEvaluationMatchesTheCpu) {
   auto t = attack_twin();
   const std::vector<std::pair<models::AVInput<float>, Labels<float>>> cpu_batches{{t.x, t.y}, {t.x, t.y}};
   std::vector<std::pair<models::AVInput<float, Cuda>, Labels<float, Cuda>>> gpu_batches;
-  for (const auto& [x, y] : cpu_batches)
-    gpu_batches.push_back({{x.audio.to<Cuda>(), x.video.to<Cuda>()}, {y.classes.to<Cuda>(), {}}});
+  for (const auto& [x, y] : cpu_batches) gpu_batches.push_back({models::to_device<Cuda>(x), to_device<Cuda>(y)});
   const Budget linf{.norm = Norm::linf, .eps = 0.05, .lo = 0.0, .hi = 1.0};
   const std::vector<NamedThreatModel> tms{{"joint", ThreatModel::joint(linf, linf)},
                                           {"audio", ThreatModel::audio_only(linf)}};

@@ -19,11 +19,6 @@ __device__ inline std::int64_t floor_div(std::int64_t a, std::int64_t b) {
   return q * b > a ? q - 1 : q;
 }
 
-/// Blocks for one-block-per-frame kernels: a grid-stride loop covers the rest.
-inline unsigned frame_blocks(std::int64_t rows) {
-  return static_cast<unsigned>(rows < 1 ? 1 : (rows > 65535 * 32 ? 65535 * 32 : rows));
-}
-
 /// Threads per frame block: a warp multiple (block_sum2's rule), no more than the frame needs.
 inline int frame_threads(std::int64_t L) { return L >= 256 ? 256 : L > 64 ? 128 : 32; }
 
@@ -162,8 +157,8 @@ template <> struct Frames<Cuda> {
     const std::size_t smem = static_cast<std::size_t>(f.length) * sizeof(T);
     cuda::allow_frame_smem(cuda::frames_forward_kernel<T>, smem, f.length, "frames");
     cuda::frames_forward_kernel<T>
-        <<<cuda::frame_blocks(rows), cuda::frame_threads(f.length), smem, cuda::current_stream()>>>(x, B, S, f, proc,
-                                                                                                    window, y);
+        <<<cuda::blocks_for(rows, 1), cuda::frame_threads(f.length), smem, cuda::current_stream()>>>(x, B, S, f, proc,
+                                                                                                     window, y);
     cuda::check_launch("frames_forward_kernel");
   }
 
@@ -174,8 +169,8 @@ template <> struct Frames<Cuda> {
     const std::size_t smem = static_cast<std::size_t>(L) * sizeof(T);
     cuda::allow_frame_smem(cuda::frames_transpose_kernel<T>, smem, L, "frames");
     cuda::frames_transpose_kernel<T>
-        <<<cuda::frame_blocks(rows), cuda::frame_threads(L), smem, cuda::current_stream()>>>(g, rows, L, proc, window,
-                                                                                             d.data());
+        <<<cuda::blocks_for(rows, 1), cuda::frame_threads(L), smem, cuda::current_stream()>>>(g, rows, L, proc, window,
+                                                                                              d.data());
     cuda::check_launch("frames_transpose_kernel");
     cuda::frames_overlap_add_kernel<T>
         <<<cuda::blocks_for(B * S), cuda::kThreads, 0, cuda::current_stream()>>>(d.data(), B, S, f, dx);

@@ -472,14 +472,15 @@ RobustnessReport evaluate_robustness(M& model, const Batches& batches,
     AVGRAD_CHECK(clean.dim() == 2 && clean.size(0) == B && clean.size(1) == K, "evaluate_robustness",
                  "the model returned logits ", clean.shape(), ", expected (", B, ", ", K, ")");
     // B·K logits and B labels: the host keeps the books, whichever device ran the model
+    // (moved once per batch; the attacks' logits once per run)
     const Tensor<T, Cpu> clean_host = clean.template to<Cpu>();
+    const Labels<T, Cpu> y_host = to_device<Cpu>(y);
     const auto clean_pred = metrics::argmax_rows(clean_host);
-    const auto clean_wrong = successes(clean, y, false, options.threshold);
-    const std::vector<std::int64_t> labels =
-        ml ? std::vector<std::int64_t>() : y.classes.template to<Cpu>().to_vector();
+    const auto clean_wrong = successes(clean_host, y_host, false, options.threshold);
+    const std::vector<std::int64_t> labels = ml ? std::vector<std::int64_t>() : y_host.classes.to_vector();
     if (ml) {
       const auto z = clean_host.to_vector();
-      const auto t = y.multi_hot.template to<Cpu>().contiguous().to_vector();
+      const auto t = y_host.multi_hot.contiguous().to_vector();
       for (auto v : z) clean_scores.push_back(eval_detail::sigmoid(static_cast<double>(v)));
       targets.insert(targets.end(), t.begin(), t.end());
     }
@@ -501,7 +502,7 @@ RobustnessReport evaluate_robustness(M& model, const Batches& batches,
         ac.backward += r.backward_passes;
         const Tensor<T, Cpu> adv = r.logits.template to<Cpu>().contiguous();
         const auto adv_pred = metrics::argmax_rows(adv);
-        const auto adv_wrong = successes(r.logits, y, false, options.threshold);
+        const auto adv_wrong = successes(adv, y_host, false, options.threshold);
         std::vector<double> norms[2];
         for (Modality m : {Modality::audio, Modality::video}) {
           const auto& d = r.delta.at(m);

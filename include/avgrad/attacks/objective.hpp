@@ -238,10 +238,7 @@ template <Floating T> std::vector<char> successes(const Tensor<T, Cpu>& logits, 
 template <Floating T, Device D>
 requires(!std::same_as<D, Cpu>) std::vector<char> successes(const Tensor<T, D>& logits, const Labels<T, D>& y,
                                                             bool targeted, double threshold = 0.5) {
-  Labels<T, Cpu> host;
-  if (y.classes.defined()) host.classes = y.classes.template to<Cpu>();
-  if (y.multi_hot.defined()) host.multi_hot = y.multi_hot.template to<Cpu>();
-  return successes(logits.template to<Cpu>(), host, targeted, threshold);
+  return successes(logits.template to<Cpu>(), to_device<Cpu>(y), targeted, threshold);
 }
 
 }  // namespace avgrad::attacks

@@ -226,10 +226,7 @@ template <Floating T, Device D> Tensor<T, D> spectrum(const Tensor<T, D>& x, std
                                                       std::int64_t offset = 0) {
   avgrad::detail::check_defined(x, "spectrum");
   detail::check_spectrum_args(x.shape(), n_fft, offset);
-  if constexpr (std::is_same_v<D, Cpu>)
-    return detail::fft_spectrum(x, n_fft, kind, offset);
-  else
-    return detail::dft_spectrum(x, detail::dft_basis<T>(n_fft, x.shape()[x.dim() - 1], offset).template to<D>(), kind);
+  return detail::SpectrumPlan<T, D>(n_fft, x.shape()[x.dim() - 1], offset)(x, kind);
 }
 
 /// torch.stft's options (torchaudio.transforms.Spectrogram's defaults).
@@ -310,7 +307,6 @@ template <Floating T, Device D> Tensor<T, D> stft(const Tensor<T, D>& x, const S
 template <Floating T, Device D>
 Tensor<T, D> spectrogram(const Tensor<T, D>& x, const StftOptions& o = {}, double power = 2.0) {
   avgrad::detail::check_defined(x, "spectrogram");
-  AVGRAD_CHECK(power > 0 && std::isfinite(power), "spectrogram", "power must be positive and finite, got ", power);
   return StftPlan<T, D>(o).spectrogram(x, power);
 }
 

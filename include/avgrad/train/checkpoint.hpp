@@ -49,13 +49,9 @@ template <Floating T, Device D> void save_state_dict(const std::filesystem::path
   metadata["avgrad.format_version"] = std::to_string(kCheckpointFormatVersion);
   metadata["avgrad.kind"] = "state_dict";
   metadata.emplace("format", "pt");
-  if constexpr (std::same_as<D, Cpu>) {
-    save_safetensors(path, module.state_dict(), metadata);
-  } else {
-    nn::StateDict<T, Cpu> host;
-    for (const auto& [n, t] : module.state_dict()) host.emplace(n, t.template to<Cpu>());
-    save_safetensors(path, host, metadata);
-  }
+  nn::StateDict<T, Cpu> host;  // the same file from any device (shallow copies on the CPU)
+  for (const auto& [n, t] : module.state_dict()) host.emplace(n, t.template to<Cpu>());
+  save_safetensors(path, host, metadata);
 }
 
 /// Loads a safetensors state dict (avgrad's or PyTorch's) into `module`; strict

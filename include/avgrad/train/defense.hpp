@@ -36,13 +36,7 @@ template <Floating T, Device D = Cpu> struct AVBatch {
   std::int64_t size() const { return x.batch(); }
 
   /// The same batch on device E (a copy; undefined parts stay undefined).
-  template <Device E> AVBatch<T, E> to() const {
-    if constexpr (std::same_as<D, E>) {
-      return *this;
-    } else {
-      return {models::to_device<E>(x), attacks::to_device<E>(y)};
-    }
-  }
+  template <Device E> AVBatch<T, E> to() const { return {models::to_device<E>(x), attacks::to_device<E>(y)}; }
 };
 
 /// What a run has spent. Passes count batch passes (one forward of a batch of any size is one

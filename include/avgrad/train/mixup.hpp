@@ -105,10 +105,9 @@ template <Floating T, Device D = Cpu> struct MixedBatch {
 
 namespace detail {
 
-/// One element of a mix: λ·a + (1 − λ)·b in double (λ exact on the host; a copy where λ = 1).
+/// One element of a mix: λ·a + (1 − λ)·b in double (a copy where λ = 1).
 struct MixPair {
-  template <class T> AVGRAD_HOST_DEVICE T operator()(T a, T b, T lam) const {
-    const double l = static_cast<double>(lam);
+  template <class T> AVGRAD_HOST_DEVICE T operator()(T a, T b, double l) const {
     return l == 1.0 ? a : static_cast<T>(l * static_cast<double>(a) + (1 - l) * static_cast<double>(b));
   }
 };
@@ -122,35 +121,14 @@ template <Floating T, Device D = Cpu> Tensor<T, D> lambda_column(const std::vect
   return from_vector<T>(v, s).template to<D>();
 }
 
-/// out_i = λ_i·x_i + (1 − λ_i)·x_{p(i)} row by row, in double (inputs carry no gradient).
-/// Off the CPU, the partner rows are gathered and λ travels as T (one kernel).
+/// out_i = λ_i·x_i + (1 − λ_i)·x_{p(i)} row by row, in double with λ exact (inputs carry no
+/// gradient): the partner rows gathered, then one elementwise pass on x's device.
 template <Floating T, Device D>
-requires(!std::same_as<D, Cpu>) Tensor<T, D> mix_rows(const Tensor<T, D>& x, const std::vector<std::int64_t>& partner,
-                                                      const std::vector<double>& lam) {
+Tensor<T, D> mix_rows(const Tensor<T, D>& x, const std::vector<std::int64_t>& partner, const std::vector<double>& lam) {
   NoGradGuard no_grad;
   const auto a = x.detach();
   const auto b = index_select(a, 0, from_vector<std::int64_t>(partner).template to<D>());
-  return avgrad::detail::map<T, T, T, T>(a, b, lambda_column<T, D>(lam, a.dim()), MixPair{}, "mix_rows");
-}
-
-template <Floating T> Tensor<T, Cpu> mix_rows(const Tensor<T, Cpu>& x, const std::vector<std::int64_t>& partner,
-                                              const std::vector<double>& lam) {
-  const auto c = x.detach().contiguous();
-  const std::int64_t B = c.size(0), n = B ? c.numel() / B : 0;
-  auto out = Tensor<T, Cpu>::empty(c.shape());
-  for (std::int64_t i = 0; i < B; ++i) {
-    const double l = lam[static_cast<std::size_t>(i)];
-    const T* a = c.data() + i * n;
-    const T* b = c.data() + partner[static_cast<std::size_t>(i)] * n;
-    T* o = out.data() + i * n;
-    if (l == 1.0) {
-      std::copy(a, a + n, o);
-      continue;
-    }
-    for (std::int64_t e = 0; e < n; ++e)
-      o[e] = static_cast<T>(l * static_cast<double>(a[e]) + (1 - l) * static_cast<double>(b[e]));
-  }
-  return out;
+  return avgrad::detail::map<T, T, T, double>(a, b, lambda_column<double, D>(lam, a.dim()), MixPair{}, "mix_rows");
 }
 }  // namespace detail
 
