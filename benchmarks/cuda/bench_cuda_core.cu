@@ -1,6 +1,9 @@
 // GPU kernel benchmarks of the CUDA backend, timed with CUDA events (manual time):
 //   Sgemm/N          avgrad matmul (N³, float32) and, beside it, a bare cublasSgemm call on the
 //                    same buffers: the wrapper's overhead (target: within 5% of cuBLAS)
+//   GemmBf16/N, GemmFp16/N  float matmul under MatmulPrecisionGuard (operands rounded to 16 bits
+//                    per call, float accumulation; PyTorch: torch.mm under autocast), and
+//                    GemmExBf16Bare/N a bare cublasGemmEx on operands already in bfloat16
 //   AddBroadcast     (B, C) + (C) with autograd off: bandwidth of the elementwise kernel
 //   SumRows          row sums of (B, C): the reduction kernel
 //   LogSoftmaxFwdBwd log_softmax forward + backward over (B, classes)
@@ -43,6 +46,41 @@ void BM_SgemmCublasBare(benchmark::State& state) {
   state.counters["GFLOP/s"] = benchmark::Counter(2.0 * n * n * n, benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_SgemmCublasBare)->Arg(1024)->Arg(4096)->UseManualTime()->Unit(benchmark::kMicrosecond);
+
+void BM_GemmLowered(benchmark::State& state, MatmulPrecision p) {
+  const std::int64_t n = state.range(0);
+  if (!cuda::available()) return state.SkipWithError("no CUDA device present");
+  auto a = randn<float, Cuda>({n, n}), b = randn<float, Cuda>({n, n});
+  NoGradGuard ng;
+  MatmulPrecisionGuard lowered(p);
+  bench::cuda_timed(state, [&] { benchmark::DoNotOptimize(matmul(a, b)); });
+  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * n * n * n, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK_CAPTURE(BM_GemmLowered, GemmBf16, MatmulPrecision::bfloat16)
+    ->Arg(1024)
+    ->Arg(4096)
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_GemmLowered, GemmFp16, MatmulPrecision::float16)
+    ->Arg(1024)
+    ->Arg(4096)
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
+
+void BM_GemmExBf16Bare(benchmark::State& state) {
+  const std::int64_t n = state.range(0);
+  if (!cuda::available()) return state.SkipWithError("no CUDA device present");
+  const auto a = cast<bfloat16>(randn<float, Cuda>({n, n})), b = cast<bfloat16>(randn<float, Cuda>({n, n}));
+  auto c = empty<float, Cuda>({n, n});
+  bench::cuda_timed(state, [&] {
+    const float one = 1, zero = 0;
+    cublasGemmEx(cuda::blas_handle(), CUBLAS_OP_N, CUBLAS_OP_N, int(n), int(n), int(n), &one, b.data(), CUDA_R_16BF,
+                 int(n), a.data(), CUDA_R_16BF, int(n), &zero, c.data(), CUDA_R_32F, int(n), CUBLAS_COMPUTE_32F,
+                 CUBLAS_GEMM_DEFAULT);
+  });
+  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * n * n * n, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_GemmExBf16Bare)->Arg(1024)->Arg(4096)->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 void BM_AddBroadcast(benchmark::State& state) {
   const std::int64_t rows = state.range(0), cols = 1024;

@@ -4,6 +4,8 @@
     python3 benchmarks/torch/bench_cuda_core.py [--json]
 
   Sgemm/N                    torch.mm, float32, TF32 off (torch.backends.cuda.matmul.allow_tf32 = False)
+  GemmBf16/N, GemmFp16/N     torch.mm of float32 tensors under torch.autocast (bfloat16, float16)
+  GemmExBf16Bare/N           torch.mm of tensors already in bfloat16
   AddBroadcast/16384         (16384, 1024) + (1024,) under no_grad
   SumRows/R/C                x.sum(1) under no_grad
   LogSoftmaxFwdBwd/R/C       F.log_softmax(x, 1).backward(seed)
@@ -62,6 +64,15 @@ def main():
         for n in (1024, 4096):
             a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
             add(f"Sgemm/{n}", lambda: torch.mm(a, b), 2.0 * n**3, "GFLOP/s")
+            for name, dt in (("GemmBf16", torch.bfloat16), ("GemmFp16", torch.float16)):
+
+                def lowered(dt=dt):
+                    with torch.autocast("cuda", dtype=dt):
+                        return torch.mm(a, b)
+
+                add(f"{name}/{n}", lowered, 2.0 * n**3, "GFLOP/s")
+            ab, bb = a.to(torch.bfloat16), b.to(torch.bfloat16)
+            add(f"GemmExBf16Bare/{n}", lambda: torch.mm(ab, bb), 2.0 * n**3, "GFLOP/s")
         x, bias = torch.randn(1 << 14, 1024, device=dev), torch.randn(1024, device=dev)
         add("AddBroadcast/16384", lambda: x + bias, 2.0 * x.numel() * 4)
         for r, c in ((1 << 14, 1024), (64, 1 << 18)):

@@ -8,6 +8,7 @@
 #include <CLI/CLI.hpp>
 #include <avgrad/study/pipeline.hpp>
 #include <cstdio>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,17 @@ inline void add_train_options(CLI::App& app, CommonOptions& o) {
   app.add_option("--batch", o.train.batch, "minibatch size")->capture_default_str()->check(CLI::Range(1, 1000000));
   app.add_option("--lr", o.train.lr, "Adam learning rate")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--seed", o.train.seed, "initialisation, data order and defense seed")->capture_default_str();
+  app.add_option("--matmul-precision", o.train.precision,
+                 "GEMM operands: float32, bfloat16 or float16 (float accumulation; training and attacks)")
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, avgrad::MatmulPrecision>{{"float32", avgrad::MatmulPrecision::float32},
+                                                         {"fp32", avgrad::MatmulPrecision::float32},
+                                                         {"bfloat16", avgrad::MatmulPrecision::bfloat16},
+                                                         {"bf16", avgrad::MatmulPrecision::bfloat16},
+                                                         {"float16", avgrad::MatmulPrecision::float16},
+                                                         {"fp16", avgrad::MatmulPrecision::float16}},
+          CLI::ignore_case))
+      ->default_str("float32");
 }
 
 inline void add_attack_options(CLI::App& app, CommonOptions& o) {

@@ -2,6 +2,7 @@
 // optima of linear models reached, the APGD checkpoint schedule, and each attack's own conventions.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <memory>
 #include <span>
 #include <utility>
@@ -415,6 +416,16 @@ TEST(CarliniWagner, NeedsAFiniteRangeAndClassLabels) {
   expect_error([&] { CarliniWagnerL2<double>().run(*model, x, multi, ThreatModel::audio_only(bounded)); },
                {"CW-L2", "multi-hot"});
   expect_error([] { CarliniWagnerL2<double>(CarliniWagnerOptions{.initial_c = 0}); }, {"CarliniWagnerL2", "initial_c"});
+}
+
+TEST(CarliniWagner, FlagsRowsWithNonFiniteGradients) {
+  // The rows whose gradient has a NaN or ±Inf stop moving; every other row, zeros and huge values
+  // included, is fine.
+  auto g = zeros<double>({4, 2, 3});
+  g.data()[1 * 6 + 4] = std::numeric_limits<double>::quiet_NaN();
+  g.data()[2 * 6 + 0] = -std::numeric_limits<double>::infinity();
+  g.data()[3 * 6 + 5] = 1e300;
+  EXPECT_EQ(cw_detail::non_finite_rows(g), (std::vector<char>{0, 1, 1, 0}));
 }
 
 // ---- universal PGD -----------------------------------------------------------------------

@@ -1,6 +1,7 @@
 // matmul, bmm and linear on cuBLAS against the CPU twin, forward and backward: plain,
 // transposed views read in place, broadcast batches, batch reductions, bias, and the
-// double-precision path; TF32 stays off unless asked for.
+// double-precision path; TF32 stays off unless asked for; bfloat16/float16 GEMMs (cublasGemmEx)
+// against the CPU's rounding of the operands, and the 16-bit casts bit for bit.
 #include "cuda_twin.cuh"
 
 using namespace avgrad;
@@ -72,6 +73,57 @@ TEST(CudaLinalg, Tf32IsOptIn) {
   auto fast = matmul(a.to<Cuda>(), b.to<Cuda>());
   cuda::set_allow_tf32(false);
   EXPECT_TRUE(close_to_cpu(fast, ref, 1e-2, 1e-1)) << "TF32 keeps about 3 decimal digits";
+}
+
+TEST(CudaLinalg, SixteenBitCastsMatchTheCpuBitForBit) {
+  AVGRAD_REQUIRE_GPU();
+  // every bit pattern decodes alike
+  auto pb = Tensor<bfloat16>::empty({1 << 16});
+  auto ph = Tensor<float16>::empty({1 << 16});
+  for (std::uint32_t i = 0; i < (1u << 16); ++i) {
+    pb.data()[i] = bfloat16::from_bits(static_cast<std::uint16_t>(i));
+    ph.data()[i] = float16::from_bits(static_cast<std::uint16_t>(i));
+  }
+  EXPECT_TRUE(close_to_cpu(cast<float>(pb.to<Cuda>()), cast<float>(pb), 0, 0)) << "bfloat16 → float";
+  EXPECT_TRUE(close_to_cpu(cast<float>(ph.to<Cuda>()), cast<float>(ph), 0, 0)) << "float16 → float";
+  // floats of every magnitude (subnormal to overflowing float16) round alike
+  Generator g(17);
+  const auto x = randn<float>({1 << 15}, g) * exp(randn<float>({1 << 15}, g) * 8.0f);
+  const auto b_gpu = cast<bfloat16>(x.to<Cuda>()).to<Cpu>(), b_cpu = cast<bfloat16>(x);
+  const auto h_gpu = cast<float16>(x.to<Cuda>()).to<Cpu>(), h_cpu = cast<float16>(x);
+  for (std::int64_t i = 0; i < x.numel(); ++i) {
+    ASSERT_EQ(b_gpu.data()[i].bits, b_cpu.data()[i].bits) << "bfloat16 of " << x.data()[i];
+    ASSERT_EQ(h_gpu.data()[i].bits, h_cpu.data()[i].bits) << "float16 of " << x.data()[i];
+  }
+}
+
+TEST(CudaLinalg, ReducedPrecisionMatchesTheCpuRounding) {
+  AVGRAD_REQUIRE_GPU();
+  // Both devices multiply the same rounded operands exactly and accumulate in float: only the
+  // order of the sums differs.
+  const double rt = 1e-5, at = 1e-5;
+  auto a = leaf<float>({37, 64}, 31), b = leaf<float>({64, 23}, 32), bt = leaf<float>({23, 64}, 33);
+  auto ba = leaf<float>({5, 1, 7, 40}, 34), bb = leaf<float>({3, 40, 4}, 35);
+  auto p = leaf<float>({4, 6, 48}, 36), q = leaf<float>({4, 48, 3}, 37);
+  auto x = leaf<float>({2, 7, 33}, 38), w = leaf<float>({17, 33}, 39), bias = leaf<float>({17}, 40);
+  for (MatmulPrecision precision : {MatmulPrecision::bfloat16, MatmulPrecision::float16}) {
+    SCOPED_TRACE(matmul_precision_name(precision));
+    MatmulPrecisionGuard guard(precision);
+    twin<float>(
+        "matrix", {a, b}, [](const auto& v) { return matmul(v[0], v[1]); }, rt, at);
+    twin<float>(
+        "transposed view", {a, bt}, [](const auto& v) { return matmul(v[0], v[1].t()); }, rt, at);
+    twin<float>(
+        "broadcast batch", {ba, bb}, [](const auto& v) { return matmul(v[0], v[1]); }, rt, at);
+    twin<float>(
+        "bmm (strided batched)", {p, q}, [](const auto& v) { return bmm(v[0], v[1]); }, rt, at);
+    twin<float>(
+        "linear + bias", {x, w, bias}, [](const auto& v) { return linear(v[0], v[1], v[2]); }, rt, at);
+    // and the lowered product is not the float32 one
+    const auto exact = matmul(a.detach(), b.detach(), MatmulPrecision::float32);
+    const auto lowered = matmul(a.detach().to<Cuda>(), b.detach().to<Cuda>()).to<Cpu>();
+    EXPECT_FALSE(close_to_cpu(lowered.to<Cuda>(), exact, 1e-6, 1e-6)) << "the guard lowers the GPU product";
+  }
 }
 
 TEST(CudaLinalg, ShapeErrorsAreClear) {

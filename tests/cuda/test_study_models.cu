@@ -1,6 +1,10 @@
 // The study's models at their small size on the GPU: each built on both devices, the GPU
 // twin loaded from the CPU model's state dict (a cross-device load), then logits, the loss
-// and the gradients with respect to both inputs compared with the CPU's.
+// and the gradients with respect to both inputs compared with the CPU's — in float32, and with
+// bfloat16 and float16 GEMM operands (MatmulPrecisionGuard) on both devices.
+#include <algorithm>
+#include <cmath>
+
 #include "cuda_twin.cuh"
 
 using namespace avgrad;
@@ -49,6 +53,48 @@ template <class MakeCpu, class MakeGpu> void expect_model_twin(const char* what,
   lg.backward();
   EXPECT_TRUE(close_to_cpu(ga.grad(), xa.grad(), 1e-3, 1e-6)) << "gradient of the audio input";
   EXPECT_TRUE(close_to_cpu(gv.grad(), xv.grad(), 1e-3, 1e-6)) << "gradient of the video input";
+}
+
+/// ‖gpu − cpu‖₂ / ‖cpu‖₂.
+double relative_l2(const Tensor<float, Cuda>& gpu, const Tensor<float, Cpu>& cpu) {
+  const auto g = gpu.detach().to<Cpu>().to_vector(), c = cpu.detach().contiguous().to_vector();
+  double num = 0, den = 0;
+  for (std::size_t i = 0; i < c.size(); ++i) {
+    num += (double(g[i]) - c[i]) * (double(g[i]) - c[i]);
+    den += double(c[i]) * c[i];
+  }
+  return std::sqrt(num / std::max(den, 1e-300));
+}
+
+/// The late-fusion and mid-fusion models under lowered GEMMs: both devices round the same
+/// operands, so they agree closely; an activation one ulp apart in float may round to a
+/// neighbouring 16-bit value, hence a norm-wise comparison. Both differ from float32.
+TEST(CudaStudyModels, LoweredPrecisionMatchesTheCpu) {
+  AVGRAD_REQUIRE_GPU();
+  const auto o = study::StudyOptions::small(5);
+  for (MatmulPrecision p : {MatmulPrecision::bfloat16, MatmulPrecision::float16}) {
+    SCOPED_TRACE(matmul_precision_name(p));
+    Generator gc(11), gg(11);
+    auto mc = study::mid_fusion<float, ClassifierHead<float>>(o, gc);
+    auto mg = study::mid_fusion<float, ClassifierHead<float, Cuda>>(o, gg);
+    ASSERT_TRUE(mg->load_state_dict(mc->state_dict()).ok());
+    mc->eval();
+    mg->eval();
+    auto in = inputs(o, 3);
+    const auto exact = mc->forward({in.audio, in.video}).logits.detach();
+    MatmulPrecisionGuard guard(p);
+    auto xa = in.audio.clone();
+    auto ga = in.audio.to<Cuda>();
+    xa.requires_grad_();
+    ga.requires_grad_();
+    auto oc = mc->forward({xa, in.video});
+    auto og = mg->forward({ga, in.video.to<Cuda>()});
+    EXPECT_LT(relative_l2(og.logits, oc.logits), 1e-3) << "logits";
+    EXPECT_GT(relative_l2(oc.logits.to<Cuda>(), exact), 1e-5) << "the lowered logits are not float32's";
+    cross_entropy(oc.logits, in.labels).backward();
+    cross_entropy(og.logits, in.labels.to<Cuda>()).backward();
+    EXPECT_LT(relative_l2(ga.grad(), xa.grad()), 1e-2) << "gradient of the audio input";
+  }
 }
 
 TEST(CudaStudyModels, LateFusionMatchesTheCpu) {

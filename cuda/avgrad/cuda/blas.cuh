@@ -2,7 +2,9 @@
 // (c, r) matrix, so C = op(A)·op(B) runs as Cᵀ = op(B)ᵀ·op(A)ᵀ with the operands swapped
 // and no copies. One handle per thread, set to the current stream before each call;
 // TF32 tensor-core math stays off unless set_allow_tf32(true) (FP32 results then match
-// the CPU to ~1e-6 relative, as the tests require).
+// the CPU to ~1e-6 relative, as the tests require). A lowered MatmulPrecision rounds the
+// operands into 16-bit scratch buffers (the CPU's rounding, bit for bit) and runs
+// cublasGemmEx with float accumulation into the float result: the tensor-core path.
 #pragma once
 
 #include <cublas_v2.h>
@@ -12,6 +14,7 @@
 #include <limits>
 #include <vector>
 
+#include "avgrad/cuda/allocator.cuh"
 #include "avgrad/cuda/runtime.cuh"
 #include "avgrad/ops/linalg.hpp"
 
@@ -83,10 +86,42 @@ inline int blas_dim(std::int64_t v, const char* what) {
   return static_cast<int>(v);
 }
 
+/// out[i] = H(in[i]) (round to nearest even) over a contiguous run.
+template <class H> __global__ void to_16bit_kernel(const float* in, H* out, std::int64_t n) {
+  for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += std::int64_t(gridDim.x) * blockDim.x)
+    out[i] = H(in[i]);
+}
+
+/// A GEMM operand rounded to 16 bits: the n elements from x on, in a scratch buffer from the
+/// caching allocator (freed in stream order when the product is queued).
+struct Operand16 {
+  Tensor<bfloat16, Cuda> bf;
+  Tensor<float16, Cuda> fp;
+  const void* ptr = nullptr;
+  cudaDataType_t type = CUDA_R_16BF;
+};
+inline Operand16 operand_16bit(const float* x, std::int64_t n, MatmulPrecision p) {
+  Operand16 o;
+  const std::int64_t len = std::max<std::int64_t>(n, 1);
+  if (p == MatmulPrecision::bfloat16) {
+    o.bf = Tensor<bfloat16, Cuda>::empty(Shape{len});
+    o.ptr = o.bf.data();
+    if (n > 0) to_16bit_kernel<<<blocks_for(n), 256, 0, current_stream()>>>(x, o.bf.data(), n);
+  } else {
+    o.fp = Tensor<float16, Cuda>::empty(Shape{len});
+    o.ptr = o.fp.data();
+    o.type = CUDA_R_16F;
+    if (n > 0) to_16bit_kernel<<<blocks_for(n), 256, 0, current_stream()>>>(x, o.fp.data(), n);
+  }
+  if (n > 0) check_launch("to_16bit_kernel");
+  return o;
+}
+
 /// Row-major C (m, n) = alpha·op(A)·op(B) + beta·C on the current stream.
 template <class T> void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, T alpha,
-                             const T* a, std::int64_t lda, const T* b, std::int64_t ldb, T beta, T* c,
-                             std::int64_t ldc) {
+                             const T* a, std::int64_t lda, const T* b, std::int64_t ldb, T beta, T* c, std::int64_t ldc,
+                             MatmulPrecision precision = MatmulPrecision::float32) {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "cuBLAS GEMM is float or double");
   if (m <= 0 || n <= 0) return;
   const cublasOperation_t opa = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, opb = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -95,9 +130,16 @@ template <class T> void gemm(bool trans_a, bool trans_b, std::int64_t m, std::in
   const int la = blas_dim(std::max<std::int64_t>(lda, 1), "lda"), lb = blas_dim(std::max<std::int64_t>(ldb, 1), "ldb"),
             lc = blas_dim(ldc, "ldc");
   cublasHandle_t h = blas_handle();
-  if constexpr (std::is_same_v<T, float>)
+  if constexpr (std::is_same_v<T, float>) {
+    if (precision != MatmulPrecision::float32) {
+      const auto a16 = operand_16bit(a, gemm_extent(trans_a, m, k, lda), precision);
+      const auto b16 = operand_16bit(b, gemm_extent(trans_b, k, n, ldb), precision);
+      AVGRAD_CUBLAS_CHECK(cublasGemmEx(h, opb, opa, N, M, K, &alpha, b16.ptr, b16.type, lb, a16.ptr, a16.type, la,
+                                       &beta, c, CUDA_R_32F, lc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+      return;
+    }
     AVGRAD_CUBLAS_CHECK(cublasSgemm(h, opb, opa, N, M, K, &alpha, b, lb, a, la, &beta, c, lc));
-  else
+  } else
     AVGRAD_CUBLAS_CHECK(cublasDgemm(h, opb, opa, N, M, K, &alpha, b, lb, a, la, &beta, c, lc));
 }
 
@@ -105,7 +147,8 @@ template <class T> void gemm(bool trans_a, bool trans_b, std::int64_t m, std::in
 /// one strided-batched call, others one call each.
 template <class T> void gemm_batched(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k,
                                      T alpha, const T* const* a, std::int64_t lda, const T* const* b, std::int64_t ldb,
-                                     T beta, T* const* c, std::int64_t ldc, std::int64_t count) {
+                                     T beta, T* const* c, std::int64_t ldc, std::int64_t count,
+                                     MatmulPrecision precision = MatmulPrecision::float32) {
   if (count <= 0 || m <= 0 || n <= 0) return;
   auto even = [count](auto* const* p, std::int64_t& stride) {
     stride = count > 1 ? p[1] - p[0] : 0;
@@ -117,7 +160,7 @@ template <class T> void gemm_batched(bool trans_a, bool trans_b, std::int64_t m,
   if (!(even(a, sa) && even(b, sb) && even(c, sc) && sa >= 0 && sb >= 0 && sc >= m * n &&
         count <= std::numeric_limits<int>::max())) {
     for (std::int64_t i = 0; i < count; ++i)
-      gemm(trans_a, trans_b, m, n, k, alpha, a[i], lda, b[i], ldb, beta, c[i], ldc);
+      gemm(trans_a, trans_b, m, n, k, alpha, a[i], lda, b[i], ldb, beta, c[i], ldc, precision);
     return;
   }
   const cublasOperation_t opa = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, opb = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -126,10 +169,19 @@ template <class T> void gemm_batched(bool trans_a, bool trans_b, std::int64_t m,
             lc = blas_dim(ldc, "ldc");
   cublasHandle_t h = blas_handle();
   const int batch = static_cast<int>(count);
-  if constexpr (std::is_same_v<T, float>)
+  if constexpr (std::is_same_v<T, float>) {
+    if (precision != MatmulPrecision::float32) {
+      // The 16-bit copy spans every product's operand, so the strides carry over.
+      const auto a16 = operand_16bit(a[0], (count - 1) * sa + gemm_extent(trans_a, m, k, lda), precision);
+      const auto b16 = operand_16bit(b[0], (count - 1) * sb + gemm_extent(trans_b, k, n, ldb), precision);
+      AVGRAD_CUBLAS_CHECK(cublasGemmStridedBatchedEx(h, opb, opa, N, M, K, &alpha, b16.ptr, b16.type, lb, sb, a16.ptr,
+                                                     a16.type, la, sa, &beta, c[0], CUDA_R_32F, lc, sc, batch,
+                                                     CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+      return;
+    }
     AVGRAD_CUBLAS_CHECK(cublasSgemmStridedBatched(h, opb, opa, N, M, K, &alpha, b[0], lb, sb, a[0], la, sa, &beta, c[0],
                                                   lc, sc, batch));
-  else
+  } else
     AVGRAD_CUBLAS_CHECK(cublasDgemmStridedBatched(h, opb, opa, N, M, K, &alpha, b[0], lb, sb, a[0], la, sa, &beta, c[0],
                                                   lc, sc, batch));
 }
@@ -141,14 +193,15 @@ namespace avgrad::backend {
 template <> struct Blas<Cuda> {
   template <class T> static void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k,
                                       T alpha, const T* a, std::int64_t lda, const T* b, std::int64_t ldb, T beta, T* c,
-                                      std::int64_t ldc) {
-    cuda::gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+                                      std::int64_t ldc, MatmulPrecision precision = MatmulPrecision::float32) {
+    cuda::gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, precision);
   }
   template <class T> static void gemm_batched(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n,
                                               std::int64_t k, T alpha, const T* const* a, std::int64_t lda,
                                               const T* const* b, std::int64_t ldb, T beta, T* const* c,
-                                              std::int64_t ldc, std::int64_t count) {
-    cuda::gemm_batched(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, count);
+                                              std::int64_t ldc, std::int64_t count,
+                                              MatmulPrecision precision = MatmulPrecision::float32) {
+    cuda::gemm_batched(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, count, precision);
   }
 };
 

@@ -32,8 +32,8 @@ struct CarliniWagnerOptions {
 namespace cw_detail {
 
 /// Per example: f = max(z_y − max_{j≠y} z_j, −κ) untargeted, max(max_{j≠t} z_j − z_t, −κ) targeted.
-template <Floating T>
-Tensor<T> cw_f(const Tensor<T>& logits, const Tensor<std::int64_t>& y, double kappa, bool targeted) {
+template <Floating T, Device D>
+Tensor<T, D> cw_f(const Tensor<T, D>& logits, const Tensor<std::int64_t, D>& y, double kappa, bool targeted) {
   return objective_detail::rowwise_loss("cw_f", logits, y, [&](const T* z, std::int64_t K, std::int64_t c, T* g) {
     std::int64_t j = c == 0 ? 1 : 0;
     for (std::int64_t k = 0; k < K; ++k)
@@ -48,10 +48,10 @@ Tensor<T> cw_f(const Tensor<T>& logits, const Tensor<std::int64_t>& y, double ka
 }
 
 /// The margin by which the attacker's goal is met: max_{j≠y} z_j − z_y untargeted, z_t − max_{j≠t} z_j targeted.
-template <Floating T>
-std::vector<double> margins(const Tensor<T>& logits, const Tensor<std::int64_t>& y, bool targeted) {
-  const auto z = logits.contiguous();
-  const auto yc = y.contiguous();
+template <Floating T, Device D>
+std::vector<double> margins(const Tensor<T, D>& logits, const Tensor<std::int64_t, D>& y, bool targeted) {
+  const auto z = logits.detach().template to<Cpu>().contiguous();
+  const auto yc = y.template to<Cpu>().contiguous();
   const std::int64_t B = z.size(0), K = z.size(1);
   std::vector<double> out(static_cast<std::size_t>(B));
   for (std::int64_t b = 0; b < B; ++b) {
@@ -65,13 +65,84 @@ std::vector<double> margins(const Tensor<T>& logits, const Tensor<std::int64_t>&
   return out;
 }
 
+// The tanh change of variables and Adam, elementwise on any device; all state in double.
+
+/// w₀ = atanh((x − lo)/half − 1), shrunk by 1 − 1e-6 so inputs on the range's edge stay finite.
+struct IntoTanhSpace {
+  double lo, half;
+  AVGRAD_HOST_DEVICE double operator()(double x) const {
+    return ::atanh(std::clamp((x - lo) / half - 1, -1.0, 1.0) * (1 - 1e-6));
+  }
+};
+/// δ = x'(w) − x with x' = lo + half·(tanh w + 1), clamped into [lo, hi] against rounding.
+template <class T> struct DeltaOf {
+  double lo, half;
+  AVGRAD_HOST_DEVICE T operator()(double w, double x) const {
+    const double xp = std::clamp(lo + half * (::tanh(w) + 1), lo, lo + 2 * half);
+    return static_cast<T>(xp - x);
+  }
+};
+/// ∂loss/∂x' = 2δ + c·∂f/∂x' (c per example).
+struct LossGradient {
+  template <class T> AVGRAD_HOST_DEVICE double operator()(T delta, T g, double c) const {
+    return 2 * static_cast<double>(delta) + c * static_cast<double>(g);
+  }
+};
+/// ∂loss/∂w = ∂loss/∂x' · half · (1 − tanh²w); zero where the example no longer moves.
+struct ChainToW {
+  double half;
+  AVGRAD_HOST_DEVICE double operator()(double gx, double w, double live) const {
+    const double th = ::tanh(w);
+    return live != 0 ? gx * half * (1 - th * th) : 0.0;
+  }
+};
+/// An exponential moving average of g (or g² when squared); frozen where the example no longer moves.
+struct Moment {
+  double beta;
+  bool squared;
+  AVGRAD_HOST_DEVICE double operator()(double m, double g, double live) const {
+    return live != 0 ? beta * m + (1 - beta) * (squared ? g * g : g) : m;
+  }
+};
+/// Adam's bias-corrected step on w.
+struct AdamUpdate {
+  double lr, corr1, corr2, eps;
+  AVGRAD_HOST_DEVICE double operator()(double w, double m, double v, double live) const {
+    return live != 0 ? w - lr * (m / corr1) / (::sqrt(v / corr2) + eps) : w;
+  }
+};
+/// 1 where a gradient entry is NaN or ±Inf: v − v is exactly 0 for every finite v and NaN otherwise.
+struct NonFinite {
+  template <class T> AVGRAD_HOST_DEVICE T operator()(T v) const { return v - v == T(0) ? T(0) : T(1); }
+};
+
+/// A per-example column (B, 1, …, 1) of `rank` axes on D, broadcasting over a (B, …) tensor.
+template <Device D> Tensor<double, D> column(const std::vector<double>& v, int rank) {
+  Shape s{static_cast<std::int64_t>(v.size())};
+  for (int i = 1; i < rank; ++i) s.push_back(1);
+  auto h = Tensor<double, Cpu>::empty(s);
+  std::copy(v.begin(), v.end(), h.data());
+  return h.template to<D>();
+}
+
+/// Per example: the gradient has a NaN or ±Inf entry.
+template <Floating T, Device D> std::vector<char> non_finite_rows(const Tensor<T, D>& g) {
+  NoGradGuard no_grad;
+  const auto [B, n] = geometry::rows(g);
+  const auto count = sum(avgrad::detail::map<T>(g.detach().reshape({B, n}), NonFinite{}), {1});
+  const auto h = count.template to<Cpu>().to_vector();
+  std::vector<char> out(h.size());
+  for (std::size_t b = 0; b < h.size(); ++b) out[b] = h[b] != T(0);
+  return out;
+}
+
 }  // namespace cw_detail
 
 /// Per example: every attacked modality's δ is within its budget (‖δ_m‖ ≤ ε_m in the budget's norm,
 /// up to a relative rtol for rounding). For a minimum-norm attack (CW) this decides whether a success
 /// counts at ε.
-template <Floating T>
-std::vector<char> within_budget(const AttackResult<T>& r, const ThreatModel& tm, double rtol = 1e-9) {
+template <Floating T, Device D>
+std::vector<char> within_budget(const AttackResult<T, D>& r, const ThreatModel& tm, double rtol = 1e-9) {
   std::vector<char> ok;
   for (Modality m : {Modality::audio, Modality::video}) {
     if (!tm.attacks(m)) continue;
@@ -89,15 +160,15 @@ std::vector<char> within_budget(const AttackResult<T>& r, const ThreatModel& tm,
 }
 
 /// Per example: the attack succeeded with a δ inside the budget — what robust accuracy at ε counts.
-template <Floating T>
-std::vector<char> success_within_budget(const AttackResult<T>& r, const ThreatModel& tm, double rtol = 1e-9) {
+template <Floating T, Device D>
+std::vector<char> success_within_budget(const AttackResult<T, D>& r, const ThreatModel& tm, double rtol = 1e-9) {
   auto ok = within_budget(r, tm, rtol);
   for (std::size_t b = 0; b < ok.size(); ++b) ok[b] = ok[b] && r.success[b];
   return ok;
 }
 
 /// The joint L2 norm of δ over the attacked modalities, per example.
-template <Floating T> std::vector<double> joint_l2_norms(const Perturbation<T>& delta) {
+template <Floating T, Device D> std::vector<double> joint_l2_norms(const Perturbation<T, D>& delta) {
   std::vector<double> s;
   for (Modality m : {Modality::audio, Modality::video}) {
     if (!delta.at(m).defined()) continue;
@@ -109,12 +180,14 @@ template <Floating T> std::vector<double> joint_l2_norms(const Perturbation<T>& 
   return s;
 }
 
-/// CW-L2 on any single-label AVModel. Each attacked budget must give a finite valid range [lo, hi]
-/// (the tanh change of variables maps onto it); its norm and ε are not used by the attack.
-/// Result: δ is the smallest successful perturbation found per example (zero where none was);
-/// success says whether one was; value is the CW margin at δ (see cw_detail::margins: ≥ κ on
-/// success); bad_grad flags non-finite gradients only (a zero gradient of the capped f is normal).
-template <Floating T> class CarliniWagnerL2 {
+/// CW-L2 on any single-label AVModel, on the model's device D. Each attacked budget must give a
+/// finite valid range [lo, hi] (the tanh change of variables maps onto it); its norm and ε are not
+/// used by the attack. Result: δ is the smallest successful perturbation found per example (zero
+/// where none was); success says whether one was; value is the CW margin at δ (see
+/// cw_detail::margins: ≥ κ on success); bad_grad flags non-finite gradients only (a zero gradient of
+/// the capped f is normal). The tanh variable and Adam's moments are kept in double on D; the
+/// per-example search over c (B numbers) runs on the host.
+template <Floating T, Device D = Cpu> class CarliniWagnerL2 {
  public:
   explicit CarliniWagnerL2(CarliniWagnerOptions o = {}) : o_(o) {
     AVGRAD_CHECK(o.binary_steps >= 1 && o.steps >= 1, "CarliniWagnerL2", "binary_steps and steps must be >= 1, got ",
@@ -129,7 +202,10 @@ template <Floating T> class CarliniWagnerL2 {
   /// Attacks x (labels y: true classes, or targets when targeted). tm names the attacked modalities
   /// and their valid ranges.
   template <AVModel M>
-  AttackResult<T> run(M& model, const AVInput<T>& x, const Labels<T>& y, const ThreatModel& tm) const {
+  AttackResult<T, D> run(M& model, const AVInput<T, D>& x, const Labels<T, D>& y, const ThreatModel& tm) const {
+    namespace cw = cw_detail;
+    using avgrad::detail::map;
+    using avgrad::detail::map_n;
     const std::string who = name();
     AVGRAD_CHECK(!y.multi_label(), who, "CW needs class labels (single-label); got multi-hot labels");
     check_attack_inputs(who.c_str(), model, x, y, tm);
@@ -144,52 +220,40 @@ template <Floating T> class CarliniWagnerL2 {
     FrozenParameters frozen(model);
     const std::int64_t B = x.batch();
     const auto nb = static_cast<std::size_t>(B);
-    auto input = [&](Modality m) -> const Tensor<T>& { return m == Modality::audio ? x.audio : x.video; };
+    auto input = [&](Modality m) -> const Tensor<T, D>& { return m == Modality::audio ? x.audio : x.video; };
 
-    // tanh space: x' = lo + (hi − lo)(tanh(w) + 1)/2. w0 maps (nearly) onto x; shrinking by 1 − 1e-6
-    // keeps atanh finite for inputs on the range's edge.
+    // tanh space: x' = lo + (hi − lo)(tanh(w) + 1)/2, with w₀ mapping (nearly) onto x.
     struct Var {
       Modality m;
-      std::vector<double> x, w0, w, mom, vel;
+      Tensor<double, D> x, w0, w, mom, vel;
       double lo, half;
-      std::int64_t n;
     };
     std::vector<Var> vars;
     for (Modality m : {Modality::audio, Modality::video}) {
       if (!tm.attacks(m)) continue;
       const Budget& bud = tm.budget(m);
-      const auto xc = input(m).contiguous();
-      Var v{m, {}, {}, {}, {}, {}, bud.lo, (bud.hi - bud.lo) / 2, geometry::rows(xc).second};
-      v.x.assign(xc.data(), xc.data() + xc.numel());
-      v.w0.resize(v.x.size());
-      for (std::size_t i = 0; i < v.x.size(); ++i)
-        v.w0[i] = std::atanh(std::clamp((v.x[i] - v.lo) / v.half - 1, -1.0, 1.0) * (1 - 1e-6));
+      Var v{m, {}, {}, {}, {}, {}, bud.lo, (bud.hi - bud.lo) / 2};
+      v.x = map<double>(input(m).detach(), avgrad::detail::Identity{});
+      v.w0 = map<double>(v.x, cw::IntoTanhSpace{v.lo, v.half});
       vars.push_back(std::move(v));
     }
-    auto perturbation = [&](const std::vector<Var>& vs) {
-      Perturbation<T> d;
-      for (const auto& v : vs) {
-        auto t = Tensor<T>::empty(input(v.m).shape());
-        for (std::size_t i = 0; i < v.x.size(); ++i) {
-          const double xp = std::clamp(v.lo + v.half * (std::tanh(v.w[i]) + 1), v.lo, v.lo + 2 * v.half);
-          t.data()[i] = static_cast<T>(xp - v.x[i]);
-        }
-        d.at(v.m) = t;
-      }
+    auto perturbation = [&] {
+      Perturbation<T, D> d;
+      for (const auto& v : vars) d.at(v.m) = map<T>(v.w, v.x, cw::DeltaOf<T>{v.lo, v.half}, "cw");
       return d;
     };
 
-    const Objective<T> f_objective{[k = o_.kappa, tg = o_.targeted](const Tensor<T>& z, const Labels<T>& lab) {
-                                     return cw_detail::cw_f(z, lab.classes, k, tg);
-                                   },
-                                   false, "cw"};
+    const Objective<T, D> f_objective{[k = o_.kappa, tg = o_.targeted](const Tensor<T, D>& z, const Labels<T, D>& lab) {
+                                        return cw::cw_f(z, lab.classes, k, tg);
+                                      },
+                                      false, "cw"};
 
-    AttackResult<T> r;
+    AttackResult<T, D> r;
     r.steps.assign(nb, 0);
     r.bad_grad.assign(nb, 0);
     // The best so far: δ = 0 and the clean logits until a success is found.
-    Perturbation<T> best;
-    for (const auto& v : vars) best.at(v.m) = zeros<T>(input(v.m).shape());
+    Perturbation<T, D> best;
+    for (const auto& v : vars) best.at(v.m) = zeros<T, D>(input(v.m).shape());
     r.logits = probe(model, x, best, y, f_objective, false).logits.contiguous().clone();
     ++r.forward_passes;
     std::vector<char> found(nb, 0);
@@ -201,19 +265,19 @@ template <Floating T> class CarliniWagnerL2 {
     for (int round = 0; round < o_.binary_steps; ++round) {
       // Every round starts afresh from x, with a fresh Adam state.
       for (auto& v : vars) {
-        v.w = v.w0;
-        v.mom.assign(v.x.size(), 0.0);
-        v.vel.assign(v.x.size(), 0.0);
+        v.w = v.w0.clone();
+        v.mom = zeros<double, D>(v.w0.shape());
+        v.vel = zeros<double, D>(v.w0.shape());
       }
       std::vector<char> active(nb, 1), found_now(nb, 0);
       std::vector<double> prev_loss(nb, std::numeric_limits<double>::infinity());
       for (int it = 0; it < o_.steps; ++it) {
-        const auto delta = perturbation(vars);
+        const auto delta = perturbation();
         auto p = probe(model, x, delta, y, f_objective, true);
         ++r.forward_passes;
         ++r.backward_passes;
         const auto f = values_of(p.value);
-        const auto margin = cw_detail::margins(p.logits, y.classes, o_.targeted);
+        const auto margin = cw::margins(p.logits, y.classes, o_.targeted);
         const auto argmax_ok = successes(p.logits, y, o_.targeted);
         const auto norm2 = [&] {
           auto n = joint_l2_norms(delta);
@@ -243,26 +307,26 @@ template <Floating T> class CarliniWagnerL2 {
           }
           if (!any) break;
         }
+        // An example with a non-finite gradient stops moving for good.
+        for (const auto& v : vars) {
+          const auto bad = cw::non_finite_rows(p.grad.at(v.m));
+          for (std::size_t b = 0; b < nb; ++b) r.bad_grad[b] = r.bad_grad[b] || bad[b];
+        }
+        std::vector<double> live(nb);
+        for (std::size_t b = 0; b < nb; ++b) live[b] = active[b] && !r.bad_grad[b] ? 1.0 : 0.0;
         // Adam on w: ∂loss/∂x' = 2δ + c·∂f/∂x', and ∂x'/∂w = (hi − lo)/2 · (1 − tanh²w).
         const double t = it + 1;
         const double corr1 = 1 - std::pow(beta1, t), corr2 = 1 - std::pow(beta2, t);
         for (auto& v : vars) {
-          const auto g = p.grad.at(v.m).contiguous();
-          const T* dp = delta.at(v.m).data();
-          for (std::size_t b = 0; b < nb; ++b) {
-            const std::size_t lo = b * static_cast<std::size_t>(v.n), hi = lo + static_cast<std::size_t>(v.n);
-            for (std::size_t i = lo; i < hi; ++i)
-              if (!std::isfinite(static_cast<double>(g.data()[i]))) r.bad_grad[b] = 1;
-            if (!active[b] || r.bad_grad[b]) continue;
-            for (std::size_t i = lo; i < hi; ++i) {
-              const double th = std::tanh(v.w[i]);
-              const double gx = 2 * static_cast<double>(dp[i]) + c[b] * static_cast<double>(g.data()[i]);
-              const double gw = gx * v.half * (1 - th * th);
-              v.mom[i] = beta1 * v.mom[i] + (1 - beta1) * gw;
-              v.vel[i] = beta2 * v.vel[i] + (1 - beta2) * gw * gw;
-              v.w[i] -= o_.lr * (v.mom[i] / corr1) / (std::sqrt(v.vel[i] / corr2) + adam_eps);
-            }
-          }
+          const int rank = v.w.dim();
+          const auto live_col = cw::column<D>(live, rank);
+          const Shape& s = v.w.shape();
+          const auto gx =
+              map<double>(delta.at(v.m), p.grad.at(v.m).detach(), cw::column<D>(c, rank), cw::LossGradient{}, "cw");
+          const auto gw = map_n<double>(s, cw::ChainToW{v.half}, gx, v.w, live_col);
+          v.mom = map_n<double>(s, cw::Moment{beta1, false}, v.mom, gw, live_col);
+          v.vel = map_n<double>(s, cw::Moment{beta2, true}, v.vel, gw, live_col);
+          v.w = map_n<double>(s, cw::AdamUpdate{o_.lr, corr1, corr2, adam_eps}, v.w, v.mom, v.vel, live_col);
         }
         for (std::size_t b = 0; b < nb; ++b) r.steps[b] += active[b];
       }
@@ -279,7 +343,7 @@ template <Floating T> class CarliniWagnerL2 {
     }
     r.delta = std::move(best);
     r.success = std::move(found);
-    r.value = cw_detail::margins(r.logits, y.classes, o_.targeted);
+    r.value = cw::margins(r.logits, y.classes, o_.targeted);
     return r;
   }
 

@@ -29,47 +29,61 @@ struct UniversalPgdOptions {
 namespace universal_detail {
 
 /// Checks that x (B, ...) has the per-example shape of δ (1, ...).
-template <Floating T> void check_shape(const char* who, Modality m, const Tensor<T>& x, const Tensor<T>& delta) {
+template <Floating T, Device D>
+void check_shape(const char* who, Modality m, const Tensor<T, D>& x, const Tensor<T, D>& delta) {
   bool same = x.dim() == delta.dim();
   for (int i = 1; same && i < x.dim(); ++i) same = x.size(i) == delta.size(i);
   AVGRAD_CHECK(same, who, "the ", modality_name(m), " input ", x.shape(),
                " does not have the per-example shape of the ", "universal perturbation ", delta.shape());
 }
 
-/// clamp(x + δ, lo, hi) with δ (1, ...) broadcast over x's batch; `inside` (optional) gets 1 where the
-/// clamp does not bind — where x + δ depends on δ.
-template <Floating T>
-Tensor<T> applied(const Tensor<T>& x, const Tensor<T>& delta, const Budget& bud, std::vector<char>* inside = nullptr) {
-  const auto xc = x.contiguous();
-  const auto [B, n] = geometry::rows(xc);
-  auto out = Tensor<T>::empty(x.shape());
-  if (inside) inside->assign(static_cast<std::size_t>(B * n), 1);
-  const T* d = delta.data();
-  for (std::int64_t b = 0; b < B; ++b)
-    for (std::int64_t i = 0; i < n; ++i) {
-      const double v = static_cast<double>(xc.data()[b * n + i]) + static_cast<double>(d[i]);
-      const double c = std::clamp(v, bud.lo, bud.hi);
-      out.data()[b * n + i] = static_cast<T>(c);
-      if (inside && c != v) (*inside)[static_cast<std::size_t>(b * n + i)] = 0;
-    }
-  return out;
+/// clamp(x + δ, lo, hi), in double.
+struct ClampedSum {
+  double lo, hi;
+  template <class T> AVGRAD_HOST_DEVICE T operator()(T x, T d) const {
+    return static_cast<T>(std::clamp(static_cast<double>(x) + static_cast<double>(d), lo, hi));
+  }
+};
+/// g where the clamp of x + δ does not bind (where x + δ depends on δ), else 0.
+struct GradInsideRange {
+  double lo, hi;
+  template <class T> AVGRAD_HOST_DEVICE T operator()(T x, T d, T g) const {
+    const double v = static_cast<double>(x) + static_cast<double>(d);
+    return v >= lo && v <= hi ? g : T(0);
+  }
+};
+
+/// clamp(x + δ, lo, hi) with δ (1, ...) broadcast over x's batch.
+template <Floating T, Device D>
+Tensor<T, D> applied(const Tensor<T, D>& x, const Tensor<T, D>& delta, const Budget& bud) {
+  return avgrad::detail::map<T>(x.detach(), delta.detach(), ClampedSum{bud.lo, bud.hi}, "universal perturbation");
+}
+
+/// ∇_δ of the batch's summed objective: the per-example gradient g (B, ...) where the clamp does
+/// not bind, summed over the batch into δ's shape (1, ...).
+template <Floating T, Device D> Tensor<T, D> batch_gradient(const Tensor<T, D>& x, const Tensor<T, D>& delta,
+                                                            const Tensor<T, D>& g, const Budget& bud) {
+  NoGradGuard no_grad;
+  const auto inside = avgrad::detail::map<T>(x.detach(), delta.detach(), g.detach(), GradInsideRange{bud.lo, bud.hi},
+                                             "universal gradient");
+  return sum(inside, {0}, true);
 }
 
 }  // namespace universal_detail
 
 /// A learnt universal perturbation: δ of each attacked modality with shape (1, ...) — one example's
 /// shape with a batch axis of 1 — broadcast over any batch.
-template <Floating T> struct UniversalPerturbation {
-  Perturbation<T> delta;
+template <Floating T, Device D = Cpu> struct UniversalPerturbation {
+  Perturbation<T, D> delta;
   ThreatModel threat;
-  Objective<T> objective;
+  Objective<T, D> objective;
   std::vector<double> pass_objective;  ///< per pass: mean objective over the examples, each before its batch's step
   int updates = 0;                     ///< steps δ took (passes × batches)
   std::int64_t forward_passes = 0, backward_passes = 0;
 
   /// x + δ clamped into each attacked modality's valid range (the other modality as given); no autograd.
-  AVInput<T> apply(const AVInput<T>& x) const {
-    AVInput<T> out = x;
+  AVInput<T, D> apply(const AVInput<T, D>& x) const {
+    AVInput<T, D> out = x;
     for (Modality m : {Modality::audio, Modality::video}) {
       if (!threat.attacks(m)) continue;
       const auto& xm = m == Modality::audio ? x.audio : x.video;
@@ -84,10 +98,10 @@ template <Floating T> struct UniversalPerturbation {
   /// The universal δ on one batch, with Pgd's result conventions: delta is the per-example
   /// perturbation actually applied (x + δ clamped, minus x), value the objective there, steps the
   /// updates δ took; the passes counted are this batch's one forward pass.
-  template <AVModel M> AttackResult<T> attack_batch(M& model, const AVInput<T>& x, const Labels<T>& y) const {
+  template <AVModel M> AttackResult<T, D> attack_batch(M& model, const AVInput<T, D>& x, const Labels<T, D>& y) const {
     check_attack_inputs("UniversalPerturbation", model, x, y, threat);
     const auto adv = apply(x);
-    AttackResult<T> r;
+    AttackResult<T, D> r;
     {
       NoGradGuard no_grad;
       r.logits = model.forward(adv).logits;
@@ -107,7 +121,7 @@ template <Floating T> struct UniversalPerturbation {
   /// per-example attacks: attack_spec(universal). The threat model passed in must be the one δ was
   /// learnt under (checked by its description).
   template <AVModel M>
-  AttackResult<T> run(M& model, const AVInput<T>& x, const Labels<T>& y, const ThreatModel& tm) const {
+  AttackResult<T, D> run(M& model, const AVInput<T, D>& x, const Labels<T, D>& y, const ThreatModel& tm) const {
     AVGRAD_CHECK(tm.str() == threat.str(), "UniversalPerturbation", "learnt under '", threat.str(),
                  "' but evaluated under '", tm.str(), "'");
     return attack_batch(model, x, y);
@@ -119,15 +133,17 @@ template <Floating T> struct UniversalPerturbation {
 /// std::vector<std::pair<AVInput<T>, Labels<T>>> or any forward range of pair- or tuple-like elements.
 /// δ starts at 0; each batch: g = ∇_δ Σ_b objective(x_b + δ) (zero where the range clamp binds),
 /// δ ← δ + step·(sign g | g/‖g‖₂ | L1 top-k) with the budget's step, then (project) onto the ε-ball.
-template <Floating T> class UniversalPgd {
+/// δ lives on D, the model's device; batches held on another device (the host) move per batch.
+template <Floating T, Device D = Cpu> class UniversalPgd {
  public:
-  explicit UniversalPgd(UniversalPgdOptions o = {}, Objective<T> objective = Objective<T>::of(LossKind::cross_entropy))
+  explicit UniversalPgd(UniversalPgdOptions o = {},
+                        Objective<T, D> objective = Objective<T, D>::of(LossKind::cross_entropy))
       : o_(o), objective_(std::move(objective)) {
     AVGRAD_CHECK(o.passes >= 1, "UniversalPgd", "passes must be >= 1, got ", o.passes);
   }
 
   template <AVModel M, std::ranges::forward_range R>
-  UniversalPerturbation<T> run(M& model, const R& batches, const ThreatModel& tm) const {
+  UniversalPerturbation<T, D> run(M& model, const R& batches, const ThreatModel& tm) const {
     const std::string who = name();
     tm.check(who.c_str());
     for (Modality m : {Modality::audio, Modality::video})
@@ -136,19 +152,18 @@ template <Floating T> class UniversalPgd {
     AVGRAD_CHECK(std::ranges::begin(batches) != std::ranges::end(batches), who,
                  "no data: the range of batches is empty");
     FrozenParameters frozen(model);
-    UniversalPerturbation<T> u;
+    UniversalPerturbation<T, D> u;
     u.threat = tm;
     u.objective = objective_;
     for (int pass = 0; pass < o_.passes; ++pass) {
       double total = 0;
       std::int64_t count = 0;
       for (const auto& batch : batches) {
-        const AVInput<T>& x = std::get<0>(batch);
-        const Labels<T>& y = std::get<1>(batch);
+        const AVInput<T, D> x = models::to_device<D>(std::get<0>(batch));
+        const Labels<T, D> y = to_device<D>(std::get<1>(batch));
         if (pass == 0) check_attack_inputs(who.c_str(), model, x, y, tm);
-        // The per-example perturbation that reaches the model, and where it depends on δ.
-        Perturbation<T> per_example;
-        std::vector<char> inside[2];
+        // The per-example perturbation that reaches the model.
+        Perturbation<T, D> per_example;
         for (Modality m : {Modality::audio, Modality::video}) {
           if (!tm.attacks(m)) continue;
           const auto& xm = m == Modality::audio ? x.audio : x.video;
@@ -156,11 +171,10 @@ template <Floating T> class UniversalPgd {
           if (!d.defined()) {
             Shape s = xm.shape();
             s[0] = 1;
-            d = zeros<T>(s);
+            d = zeros<T, D>(s);
           }
           universal_detail::check_shape(who.c_str(), m, xm, d);
-          auto& mask = inside[m == Modality::audio ? 0 : 1];
-          per_example.at(m) = (universal_detail::applied(xm, d, tm.budget(m), &mask) - xm).detach();
+          per_example.at(m) = (universal_detail::applied(xm, d, tm.budget(m)) - xm).detach();
         }
         auto p = probe(model, x, per_example, y, objective_, true);
         ++u.forward_passes;
@@ -170,25 +184,17 @@ template <Floating T> class UniversalPgd {
         for (Modality m : {Modality::audio, Modality::video}) {
           if (!tm.attacks(m)) continue;
           auto& d = u.delta.at(m);
-          const auto& mask = inside[m == Modality::audio ? 0 : 1];
-          const auto g = p.grad.at(m).contiguous();
-          const auto [B, n] = geometry::rows(g);
-          std::vector<double> acc(static_cast<std::size_t>(n), 0.0);
-          for (std::int64_t b = 0; b < B; ++b)
-            for (std::int64_t i = 0; i < n; ++i)
-              if (mask[static_cast<std::size_t>(b * n + i)])
-                acc[static_cast<std::size_t>(i)] += static_cast<double>(g.data()[b * n + i]);
-          auto gsum = Tensor<T>::empty(d.shape());
-          for (std::int64_t i = 0; i < n; ++i) gsum.data()[i] = static_cast<T>(acc[static_cast<std::size_t>(i)]);
           const Budget& bud = tm.budget(m);
-          ascend_(d, gsum, bud, bud.step);
-          if (o_.project) {
-            // Onto the ball only: the range is enforced per example where δ is applied.
-            Budget ball = bud;
-            ball.lo = -std::numeric_limits<double>::infinity();
-            ball.hi = std::numeric_limits<double>::infinity();
-            project_(d, zeros<T>(d.shape()), ball);
-          }
+          const auto gsum =
+              universal_detail::batch_gradient(m == Modality::audio ? x.audio : x.video, d, p.grad.at(m), bud);
+          // A step, then onto the ball only (an infinite ball unless projecting): the range is
+          // enforced per example where δ is applied.
+          constexpr double inf = std::numeric_limits<double>::infinity();
+          Budget ball = bud;
+          ball.lo = -inf;
+          ball.hi = inf;
+          if (!o_.project) ball.eps = inf;
+          backend::PgdStep<D>::step(d, gsum, zeros<T, D>(d.shape()), ball, bud.step);
         }
         ++u.updates;
       }
@@ -202,11 +208,11 @@ template <Floating T> class UniversalPgd {
                           o_.project ? "" : ", unprojected", ")");
   }
   const UniversalPgdOptions& options() const { return o_; }
-  const Objective<T>& objective() const { return objective_; }
+  const Objective<T, D>& objective() const { return objective_; }
 
  private:
   UniversalPgdOptions o_;
-  Objective<T> objective_;
+  Objective<T, D> objective_;
 };
 
 }  // namespace avgrad::attacks

@@ -188,7 +188,7 @@ template <Floating T, Device D = Cpu> class Filterbank {
     AVGRAD_CHECK(spec.dim() >= 1 && spec.shape()[spec.dim() - 1] == F, "Filterbank", "expected spectra (..., ", F,
                  ") for a bank of ", F, " bins, got shape ", spec.shape());
     if constexpr (!std::is_same_v<D, Cpu>)
-      return matmul(spec, device_weights_);
+      return matmul(spec, device_weights_, MatmulPrecision::float32);
     else
       return apply_sparse(spec);
   }
@@ -196,7 +196,7 @@ template <Floating T, Device D = Cpu> class Filterbank {
  private:
   Tensor<T, Cpu> apply_sparse(const Tensor<T, Cpu>& spec) const {
     const std::int64_t F = n_freqs(), M = n_filters();
-    if (dense_) return matmul(spec, weights_);
+    if (dense_) return matmul(spec, weights_, MatmulPrecision::float32);
     const Tensor<T, Cpu> s = spec.contiguous();
     const std::int64_t rows = s.numel() / F;
     Shape out_shape = s.shape();

@@ -160,7 +160,7 @@ template <Floating T, Device D = Cpu> class Mfcc {
       energy = feat.narrow(-1, e, 1);
       feat = feat.narrow(-1, fo.htk_compat ? 0 : 1, M);
     }
-    Tensor<T, D> c = matmul(feat, dct_);
+    Tensor<T, D> c = matmul(feat, dct_, MatmulPrecision::float32);
     if (o_.cepstral_lifter != 0) c = c * lifter_;
     Tensor<T, D> c0 = fo.use_energy ? energy : c.narrow(-1, 0, 1);
     Tensor<T, D> rest = c.narrow(-1, 1, C - 1);

@@ -97,7 +97,7 @@ template <Floating T, Device D = Cpu> class Mfcc {
   Tensor<T, D> operator()(const Tensor<T, D>& x) const {
     Tensor<T, D> m = mel_(x);
     m = o_.log_mels ? log(m + 1e-6) : power_to_db(m, DbOptions{1e-10, 1.0, 80.0});
-    return matmul(m, dct_);
+    return matmul(m, dct_, MatmulPrecision::float32);
   }
 
  private:

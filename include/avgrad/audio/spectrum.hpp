@@ -182,7 +182,7 @@ Tensor<T, D> dft_spectrum(const Tensor<T, D>& x, const Tensor<T, D>& basis, Spec
     real_shape.erase(real_shape.rank() - 1);
     return zeros<T, D>(kind == SpectrumKind::complex ? complex_shape : real_shape);
   }
-  const Tensor<T, D> c = matmul(x.reshape(Shape{rows, L}), basis).reshape(complex_shape);
+  const Tensor<T, D> c = matmul(x.reshape(Shape{rows, L}), basis, MatmulPrecision::float32).reshape(complex_shape);
   if (kind == SpectrumKind::complex) return c;
   const Tensor<T, D> p = sum(square(c), {-1});
   return kind == SpectrumKind::power ? p : avgrad::detail::unary_op("spectrum", p, fn::SqrtZeroAtZero{});

@@ -36,6 +36,7 @@
 #include <utility>
 #include <vector>
 
+#include "avgrad/core/half.hpp"
 #include "avgrad/core/tensor.hpp"
 #include "avgrad/data/atomic_file.hpp"
 #include "avgrad/data/detail/json.hpp"
@@ -120,23 +121,6 @@ template <class U> void store_le(std::uint8_t* p, U v) {
   std::memcpy(p, b.data(), sizeof(U));
 }
 
-/// IEEE binary16 → binary32, exact for every input (subnormals, ±inf, NaN payloads).
-inline float half_to_float(std::uint16_t h) {
-  const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
-  const std::uint32_t exp = (h >> 10) & 0x1Fu;
-  const std::uint32_t mant = h & 0x3FFu;
-  if (exp == 0) {
-    // zero or subnormal: mant · 2^-24, exact in float
-    const float f = std::ldexp(static_cast<float>(mant), -24);
-    return sign ? -f : f;
-  }
-  const std::uint32_t bits =
-      exp == 0x1F ? (sign | 0x7F800000u | (mant << 13)) : (sign | ((exp + 112u) << 23) | (mant << 13));
-  return std::bit_cast<float>(bits);
-}
-/// bfloat16 → binary32: the high half of a float.
-inline float bf16_to_float(std::uint16_t h) { return std::bit_cast<float>(static_cast<std::uint32_t>(h) << 16); }
-
 /// Reads element i of a stored buffer as double / int64 / uint64 (callers pick by kind).
 inline double stored_as_double(StoredDtype d, const std::uint8_t* p) {
   switch (d) {
@@ -145,9 +129,9 @@ inline double stored_as_double(StoredDtype d, const std::uint8_t* p) {
     case StoredDtype::F32:
       return load_le<float>(p);
     case StoredDtype::F16:
-      return half_to_float(load_le<std::uint16_t>(p));
+      return half_detail::half_bits_to_float(load_le<std::uint16_t>(p));
     case StoredDtype::BF16:
-      return bf16_to_float(load_le<std::uint16_t>(p));
+      return half_detail::bf16_bits_to_float(load_le<std::uint16_t>(p));
     default:
       return 0;
   }

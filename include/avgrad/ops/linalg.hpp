@@ -3,7 +3,8 @@
 // torch.nn.functional.linear). All run on backend::Blas<D>::gemm (cpu::gemm on the
 // host, cuBLAS in cuda/avgrad/cuda/blas.cuh); a transposed view (strides (1, ld)) is
 // handed to GEMM as op(A) = Aᵀ instead of being copied, and a batch that lines up in
-// memory is folded into one large product.
+// memory is folded into one large product. Float products run at this thread's
+// MatmulPrecision (core/precision.hpp), fixed for a product's backward when it is recorded.
 #pragma once
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include <omp.h>
 
 #include "avgrad/backend/cpu/gemm.hpp"
+#include "avgrad/core/precision.hpp"
 #include "avgrad/ops/reduce.hpp"
 
 namespace avgrad {
@@ -24,22 +26,52 @@ namespace backend {
 template <Device D> struct Blas;
 
 template <> struct Blas<Cpu> {
-  template <class T>
-  static void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a,
-                   std::int64_t lda, const T* b, std::int64_t ldb, T beta, T* c, std::int64_t ldc) {
+  /// `precision` lowers a float GEMM's operands (core/precision.hpp): each is rounded into a
+  /// scratch copy, and the float GEMM accumulates their products.
+  template <class T> static void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k,
+                                      T alpha, const T* a, std::int64_t lda, const T* b, std::int64_t ldb, T beta, T* c,
+                                      std::int64_t ldc, MatmulPrecision precision = MatmulPrecision::float32) {
+    if constexpr (std::same_as<T, float>) {
+      if (precision != MatmulPrecision::float32) {
+        std::vector<float> ra, rb;
+        a = rounded(a, gemm_extent(trans_a, m, k, lda), precision, ra);
+        b = rounded(b, gemm_extent(trans_b, k, n, ldb), precision, rb);
+        cpu::gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+      }
+    }
     cpu::gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   }
-  template <class T>
-  static void gemm_batched(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, T alpha,
-                           const T* const* a, std::int64_t lda, const T* const* b, std::int64_t ldb, T beta,
-                           T* const* c, std::int64_t ldc, std::int64_t count) {
+  template <class T> static void gemm_batched(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n,
+                                              std::int64_t k, T alpha, const T* const* a, std::int64_t lda,
+                                              const T* const* b, std::int64_t ldb, T beta, T* const* c,
+                                              std::int64_t ldc, std::int64_t count,
+                                              MatmulPrecision precision = MatmulPrecision::float32) {
+    if (precision != MatmulPrecision::float32) {
+      for (std::int64_t i = 0; i < count; ++i)
+        gemm(trans_a, trans_b, m, n, k, alpha, a[i], lda, b[i], ldb, beta, c[i], ldc, precision);
+      return;
+    }
     cpu::gemm_batched(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, count);
+  }
+
+ private:
+  static const float* rounded(const float* x, std::int64_t n, MatmulPrecision p, std::vector<float>& scratch) {
+    scratch.resize(static_cast<std::size_t>(n));
+#pragma omp parallel for if (n >= cpu::kParallelGrain && !omp_in_parallel())
+    for (std::int64_t i = 0; i < n; ++i) scratch[static_cast<std::size_t>(i)] = round_to(p, x[i]);
+    return scratch.data();
   }
 };
 
 }  // namespace backend
 
 namespace detail {
+
+/// The precision a GEMM of element type T runs at: this thread's setting for float, exact otherwise.
+template <class T> MatmulPrecision gemm_precision() {
+  return std::same_as<T, float> ? matmul_precision() : MatmulPrecision::float32;
+}
 
 /// How GEMM reads a strided rows×cols matrix: row-major with leading dimension
 /// `ld` (strides (ld, 1)), or as the transpose of a row-major cols×rows matrix
@@ -111,8 +143,8 @@ template <Floating T, Device D> Tensor<T, D> as_rows(const Tensor<T, D>& x) {
 /// added into the output entry that i maps to (out_batch dims are equal to the
 /// broadcast dims or 1/absent, which sums them: the backward of broadcasting).
 /// No recording; fresh contiguous output.
-template <Floating T, Device D>
-Tensor<T, D> matmul_kernel(Tensor<T, D> a, Tensor<T, D> b, const Shape& out_batch, const char* op) {
+template <Floating T, Device D> Tensor<T, D> matmul_kernel(Tensor<T, D> a, Tensor<T, D> b, const Shape& out_batch,
+                                                           const char* op, MatmulPrecision precision) {
   const int ra = a.dim(), rb = b.dim();
   const std::int64_t m = a.shape()[ra - 2], k = a.shape()[ra - 1], n = b.shape()[rb - 1];
   GemmLayout la = gemm_layout(m, k, a.strides()[ra - 2], a.strides()[ra - 1]);
@@ -165,7 +197,7 @@ Tensor<T, D> matmul_kernel(Tensor<T, D> a, Tensor<T, D> b, const Shape& out_batc
     if (auto s0 = merged_stride(dims_of(fa, m, a.strides()[ra - 2]))) {
       GemmLayout l = gemm_layout(nfull * m, k, *s0, a.strides()[ra - 1]);
       if (l.ok) {
-        backend::Blas<D>::gemm(l.trans, lb.trans, nfull * m, n, k, T(1), ap, l.ld, bp, lb.ld, T(0), cp, n);
+        backend::Blas<D>::gemm(l.trans, lb.trans, nfull * m, n, k, T(1), ap, l.ld, bp, lb.ld, T(0), cp, n, precision);
         return c;
       }
     }
@@ -178,7 +210,7 @@ Tensor<T, D> matmul_kernel(Tensor<T, D> a, Tensor<T, D> b, const Shape& out_batc
       GemmLayout l1 = gemm_layout(m, nfull * k, a.strides()[ra - 2], *sa1);
       GemmLayout l2 = gemm_layout(nfull * k, n, *sb0, b.strides()[rb - 1]);
       if (l1.ok && l2.ok) {
-        backend::Blas<D>::gemm(l1.trans, l2.trans, m, n, nfull * k, T(1), ap, l1.ld, bp, l2.ld, T(0), cp, n);
+        backend::Blas<D>::gemm(l1.trans, l2.trans, m, n, nfull * k, T(1), ap, l1.ld, bp, l2.ld, T(0), cp, n, precision);
         return c;
       }
     }
@@ -203,8 +235,8 @@ Tensor<T, D> matmul_kernel(Tensor<T, D> a, Tensor<T, D> b, const Shape& out_batc
   if (nout == nfull) {  // every product has its own output
     std::vector<T*> pc(pa.size());
     for (std::size_t i = 0; i < pc.size(); ++i) pc[i] = cp + oc_off[i];
-    backend::Blas<D>::gemm_batched(la.trans, lb.trans, m, n, k, T(1), pa.data(), la.ld, pb.data(), lb.ld, T(0), pc.data(),
-                                   n, nfull);
+    backend::Blas<D>::gemm_batched(la.trans, lb.trans, m, n, k, T(1), pa.data(), la.ld, pb.data(), lb.ld, T(0),
+                                   pc.data(), n, nfull, precision);
     return c;
   }
   // Reduction: products sharing an output accumulate into it in batch order
@@ -216,14 +248,14 @@ Tensor<T, D> matmul_kernel(Tensor<T, D> a, Tensor<T, D> b, const Shape& out_batc
   });
   const std::int64_t per_out = nfull / nout;  // every output gets the same number of products
   // (a device queues its products in order on one stream instead)
-  const bool par = std::same_as<D, Cpu> && nout > 1 && m * n * k < cpu::kSmallGemmWork && !omp_in_parallel() && omp_get_max_threads() > 1 &&
-                   nfull * m * n * std::max<std::int64_t>(k, 1) >= cpu::kParallelGrain;
+  const bool par = std::same_as<D, Cpu> && nout > 1 && m * n * k < cpu::kSmallGemmWork && !omp_in_parallel() &&
+                   omp_get_max_threads() > 1 && nfull * m * n * std::max<std::int64_t>(k, 1) >= cpu::kParallelGrain;
 #pragma omp parallel for schedule(static) if (par)
   for (std::int64_t o = 0; o < nout; ++o) {
     for (std::int64_t j = 0; j < per_out; ++j) {
       const auto i = static_cast<std::size_t>(order[static_cast<std::size_t>(o * per_out + j)]);
       backend::Blas<D>::gemm(la.trans, lb.trans, m, n, k, T(1), pa[i], la.ld, pb[i], lb.ld, j == 0 ? T(0) : T(1),
-                             cp + oc_off[i], n);
+                             cp + oc_off[i], n, precision);
     }
   }
   return c;
@@ -244,7 +276,11 @@ inline Shape batch_dims(const Shape& s) {
 ///   a (…A, M, K) · b (…B, K, N) → (broadcast(…A, …B), M, N).
 /// Checks: rank >= 1, inner dims equal, batch dims broadcast. Transposed views
 /// are read in place; output is fresh and contiguous.
-template <Floating T, Device D> Tensor<T, D> matmul(const Tensor<T, D>& a, const Tensor<T, D>& b) {
+/// `precision` (float tensors only; doubles are never lowered) sets the GEMM precision of this
+/// product and its backward; the two-argument form uses this thread's matmul_precision().
+template <Floating T, Device D>
+Tensor<T, D> matmul(const Tensor<T, D>& a, const Tensor<T, D>& b, MatmulPrecision precision) {
+  if constexpr (!std::same_as<T, float>) precision = MatmulPrecision::float32;
   detail::check_defined(a, "matmul");
   detail::check_defined(b, "matmul");
   AVGRAD_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul", "both operands need at least 1 dim: ", a.shape(), " @ ",
@@ -260,7 +296,7 @@ template <Floating T, Device D> Tensor<T, D> matmul(const Tensor<T, D>& a, const
     AVGRAD_CHECK(x == y || x == 1 || y == 1, "matmul", "batch dims do not broadcast: ", a.shape(), " @ ", b.shape());
   }
   const Shape batch = broadcast_shapes(sba, sbb, "matmul");
-  Tensor<T, D> y2 = detail::matmul_kernel(a2, b2, batch, "matmul");  // (batch…, M, N)
+  Tensor<T, D> y2 = detail::matmul_kernel(a2, b2, batch, "matmul", precision);  // (batch…, M, N)
   Shape ys = batch;
   if (!va) ys.push_back(a2.shape()[a2.dim() - 2]);
   if (!vb) ys.push_back(b2.shape().back());
@@ -278,16 +314,21 @@ template <Floating T, Device D> Tensor<T, D> matmul(const Tensor<T, D>& a, const
       const auto& bv = sb.get("matmul");
       Tensor<T, D> bb = vb ? bv.unsqueeze(1) : bv;  // (…B, K, N)
       Shape ab = va ? Shape{} : detail::batch_dims(shape_a);
-      out[0] = detail::matmul_kernel(g2, bb.transpose(-1, -2), ab, "matmul").reshape(shape_a);  // (…A, M, K)
+      out[0] = detail::matmul_kernel(g2, bb.transpose(-1, -2), ab, "matmul", precision).reshape(shape_a);  // (…A, M, K)
     }
     if (need[1]) {
       const auto& av = sa.get("matmul");
       Tensor<T, D> aa = va ? av.unsqueeze(0) : av;  // (…A, M, K)
       Shape bbatch = vb ? Shape{} : detail::batch_dims(shape_b);
-      out[1] = detail::matmul_kernel(aa.transpose(-1, -2), g2, bbatch, "matmul").reshape(shape_b);  // (…B, K, N)
+      out[1] =
+          detail::matmul_kernel(aa.transpose(-1, -2), g2, bbatch, "matmul", precision).reshape(shape_b);  // (…B, K, N)
     }
     return out;
   });
+}
+
+template <Floating T, Device D> Tensor<T, D> matmul(const Tensor<T, D>& a, const Tensor<T, D>& b) {
+  return matmul(a, b, detail::gemm_precision<T>());
 }
 
 /// Batched matrix product: a (B, M, K) · b (B, K, N) → (B, M, N); no broadcasting.
@@ -318,6 +359,7 @@ Tensor<T, D> linear(const Tensor<T, D>& x, const Tensor<T, D>& w, const Tensor<T
                  " for weight ", w.shape());
   Tensor<T, D> x2 = detail::as_rows(x.detach());  // (M, IN)
   const std::int64_t rows = x2.size(0);
+  const MatmulPrecision precision = detail::gemm_precision<T>();  // the backward products use it too
   auto xo = detail::gemm_operand(x2);
   auto wo = detail::gemm_operand(w.detach());  // w (OUT, IN); op(B) = wᵀ flips its layout
   Shape ys = x.shape();
@@ -327,8 +369,8 @@ Tensor<T, D> linear(const Tensor<T, D>& x, const Tensor<T, D>& w, const Tensor<T
   if (has_bias)  // the bias broadcast over the rows is GEMM's initial C
     backend::Loops<D>::map1(yp, Strides{out_f, 1}, bias.data(), Strides{0, bias.stride(0)}, Shape{rows, out_f},
                             detail::Identity{});
-  backend::Blas<D>::gemm(xo.layout.trans, !wo.layout.trans, rows, out_f, in, T(1), xo.ptr(), xo.layout.ld, wo.ptr(), wo.layout.ld,
-            has_bias ? T(1) : T(0), yp, out_f);
+  backend::Blas<D>::gemm(xo.layout.trans, !wo.layout.trans, rows, out_f, in, T(1), xo.ptr(), xo.layout.ld, wo.ptr(),
+                         wo.layout.ld, has_bias ? T(1) : T(0), yp, out_f, precision);
   if (!autograd::any_requires_grad<T, D>({&x, &w, &bias})) return y;
   autograd::Saved<T, D> sx(w.requires_grad() ? x : Tensor<T, D>()), sw(x.requires_grad() ? w : Tensor<T, D>());
   const Shape shape_x = x.shape();
@@ -341,15 +383,15 @@ Tensor<T, D> linear(const Tensor<T, D>& x, const Tensor<T, D>& w, const Tensor<T
     if (need[0]) {  // dx (M, IN) = g (M, OUT) · w (OUT, IN)
       auto wv = detail::gemm_operand(sw.get("linear"));
       auto dx = Tensor<T, D>::empty(shape_x);
-      backend::Blas<D>::gemm(go.layout.trans, wv.layout.trans, rows, in, out_f, T(1), go.ptr(), go.layout.ld, wv.ptr(), wv.layout.ld,
-                T(0), dx.data(), in);
+      backend::Blas<D>::gemm(go.layout.trans, wv.layout.trans, rows, in, out_f, T(1), go.ptr(), go.layout.ld, wv.ptr(),
+                             wv.layout.ld, T(0), dx.data(), in, precision);
       out[0] = dx;
     }
     if (need[1]) {  // dw (OUT, IN) = gᵀ (OUT, M) · x (M, IN)
       auto xv = detail::gemm_operand(detail::as_rows(sx.get("linear")));
       auto dw = Tensor<T, D>::empty(Shape{out_f, in});
       backend::Blas<D>::gemm(!go.layout.trans, xv.layout.trans, out_f, in, rows, T(1), go.ptr(), go.layout.ld, xv.ptr(),
-                xv.layout.ld, T(0), dw.data(), in);
+                             xv.layout.ld, T(0), dw.data(), in, precision);
       out[1] = dw;
     }
     if (has_bias && need[2]) out[2] = detail::sum_kernel(g2, {0}, false);  // db (OUT) = Σ_rows g

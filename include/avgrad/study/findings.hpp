@@ -93,6 +93,7 @@ struct StudyResults {
   std::size_t ref = 0;                ///< index into attack.eps_grid of the headline ε
   std::vector<ModelResult> models;    ///< plain training, one per ModelKind run
   std::vector<ModelResult> defenses;  ///< the late-fusion model under each defense (plain included)
+  std::string device = "cpu";         ///< where the models trained and were attacked
 
   double ref_eps_audio() const { return attack.eps_grid.at(ref); }
   double ref_eps_video() const { return attack.eps_grid.at(ref) * attack.video_ratio; }

@@ -33,6 +33,9 @@ struct TrainConfig {
   std::int64_t epochs = 20, batch = 32;
   double lr = 1e-3;
   std::uint64_t seed = 1;
+  /// GEMM operand precision of training and of everything run_study does with the model
+  /// (core/precision.hpp); float32 by default.
+  MatmulPrecision precision = MatmulPrecision::float32;
   bool quiet = false;  ///< no progress bars
 
   void check() const {
@@ -44,6 +47,7 @@ struct TrainConfig {
   std::string str() const {
     std::ostringstream s;
     s << "epochs " << epochs << " batch " << batch << " lr " << lr << " seed " << seed;
+    if (precision != MatmulPrecision::float32) s << " gemm " << matmul_precision_name(precision);
     return s.str();
   }
 };
@@ -206,7 +210,7 @@ void load_trained(M& model, ModelKind k, const std::filesystem::path& out, const
                  d == "plain" ? "" : " under " + d, " at ", p.string(), " (train it with the train or study program)");
     load_state_dict(p, m);
   };
-  if constexpr (std::same_as<M, SuperLateModel>) {
+  if constexpr (is_super_late_model<M>) {
     AVGRAD_CHECK(defense == "plain", "study", "the super-late model is assembled from plainly trained members");
     load(model.audio_model(), ModelKind::audio, "plain");
     load(model.video_model(), ModelKind::video, "plain");
@@ -295,6 +299,7 @@ template <models::AVModel M> TrainRecord train_or_load(M& model, ModelKind kind,
     load_state_dict(checkpoint, model);
     return TrainRecord::from_metadata(SafetensorsFile::open(checkpoint).metadata(), checkpoint.string());
   }
+  MatmulPrecisionGuard lowered(tc.precision);
   TrainRecord r;
   r.model = std::string(model_name(kind));
   r.defense = defense_name;

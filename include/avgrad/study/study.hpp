@@ -344,9 +344,10 @@ inline std::string summary_markdown(const StudyResults& r, const StudyConfig& c,
                 attacks::norm_name(c.attack.norm), c.attack.pgd_steps, c.attack.fgsm ? " and FGSM" : "");
   s += line;
   for (std::size_t i = 0; i < c.attack.eps_grid.size(); ++i) s += (i ? ", " : "") + f3(c.attack.eps_grid[i]);
-  std::snprintf(line, sizeof line, "}, ε_video = %.3g · ε_audio. Headline ε: ε_a = %.3g, ε_v = %.3g. Wall time %s.\n\n",
+  std::snprintf(line, sizeof line,
+                "}, ε_video = %.3g · ε_audio. Headline ε: ε_a = %.3g, ε_v = %.3g. Wall time %s (models on the %s).\n\n",
                 c.attack.video_ratio, r.ref_eps_audio(), r.ref_eps_video(),
-                ProgressBar::format_duration(seconds).c_str());
+                ProgressBar::format_duration(seconds).c_str(), r.device.c_str());
   s += line;
   s += "## Models (plain training)\n\nRobust accuracies at the headline ε; *retained* is robust / clean accuracy "
        "averaged over the grid's ε > 0 under the model's widest threat model (joint for fused models). Latent metrics "
@@ -369,10 +370,14 @@ inline std::string summary_markdown(const StudyResults& r, const StudyConfig& c,
 
 /// Runs the study (see the header comment) and writes c.out/{summary.md, study.json,
 /// training.csv, robustness.csv, latent.csv, plots/*.svg}; checkpoints in c.out/checkpoints,
-/// the feature cache in c.out/cache. Prints the summary to stdout.
-inline StudyResults run_study(const StudyConfig& c) {
+/// the feature cache in c.out/cache. Prints the summary to stdout. The models train and are
+/// attacked on device D (run_study<Cuda> needs a translation unit compiled by nvcc with
+/// avgrad/cuda.cuh); the features are computed on the host, and checkpoints are
+/// device-neutral, so a GPU run reuses a CPU run's checkpoints and the other way round.
+template <Device D = Cpu> StudyResults run_study(const StudyConfig& c) {
   using namespace study_detail;
   c.check();
+  MatmulPrecisionGuard lowered(c.train.precision);  // training, evaluation, attacks and latent metrics
   std::filesystem::create_directories(c.out / "checkpoints");
   // features; per model: train (or assemble), attack, latent metrics; per defense: train, attack; writing
   Stages stages(1 + 3 * static_cast<int>(c.models.size()) + 2 * static_cast<int>(c.defenses.size()) + 1);
@@ -388,6 +393,7 @@ inline StudyResults run_study(const StudyConfig& c) {
 
   StudyResults res;
   res.attack = c.attack;
+  res.device = std::string(D::name);
   res.ref = static_cast<std::size_t>(
       std::find(c.attack.eps_grid.begin(), c.attack.eps_grid.end(), c.defense.eps_audio) - c.attack.eps_grid.begin());
   auto tc = c.train;
@@ -402,9 +408,9 @@ inline StudyResults run_study(const StudyConfig& c) {
     m.defense = defense;
     Generator init(c.train.seed);
     default_generator().manual_seed(c.train.seed);
-    with_model(kind, so, init, [&](auto& model) {
+    with_model<D>(kind, so, init, [&](auto& model) {
       using M = std::remove_cvref_t<decltype(model)>;
-      if constexpr (std::same_as<M, SuperLateModel>) {
+      if constexpr (is_super_late_model<M>) {
         stages.begin("super-late fusion from the audio-only and video-only checkpoints");
         load_trained(model, kind, c.out);
         const auto* a = res.model(ModelKind::audio);
@@ -473,6 +479,7 @@ inline StudyResults run_study(const StudyConfig& c) {
         .num("ref_eps_video", res.ref_eps_video())
         .integer("pgd_steps", c.attack.pgd_steps)
         .num("seconds", seconds)
+        .str("device", res.device)
         .raw("models", json_array(res.models, model_json))
         .raw("defenses", json_array(res.defenses, model_json))
         .raw("findings", findings_json(findings))

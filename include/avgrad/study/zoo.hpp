@@ -3,6 +3,7 @@
 // types — one pipeline template serves every model without a virtual forward.
 //
 //   study::with_model(study::ModelKind::mid, options, gen, [&](auto& model) { train(model); });
+//   study::with_model<Cuda>(study::ModelKind::mid, options, gen, ...);   // the same on the GPU
 #pragma once
 
 #include <array>
@@ -64,14 +65,29 @@ inline bool reads_video(ModelKind k) { return k != ModelKind::audio; }
 /// The super-late model is not trained: it averages the trained audio-only and video-only models.
 inline bool is_trained(ModelKind k) { return k != ModelKind::super_late; }
 
-using Head = models::ClassifierHead<float>;  // AV-Digits is single-label: softmax head, cross entropy
-using AudioModel = models::study::AudioModel<float, Head>;
-using VideoModel = models::study::VideoModel<float, Head>;
-using EarlyModel = models::study::EarlyFusionModel<float, Head>;
-using MidModel = models::study::MidFusionModel<float, Head>;
-using LateModel = models::study::LateFusionModel<float, Head>;
-using SuperLateModel = models::study::SuperLateModel<float, Head>;
-using BottleneckModel = models::study::BottleneckModel<float, Head>;
+/// The study's models on device D (their head decides: models/study.hpp); AV-Digits is
+/// single-label, so every model ends in a softmax head trained with cross entropy.
+template <Device D> using HeadOn = models::ClassifierHead<float, D>;
+template <Device D> using AudioModelOn = models::study::AudioModel<float, HeadOn<D>>;
+template <Device D> using VideoModelOn = models::study::VideoModel<float, HeadOn<D>>;
+template <Device D> using EarlyModelOn = models::study::EarlyFusionModel<float, HeadOn<D>>;
+template <Device D> using MidModelOn = models::study::MidFusionModel<float, HeadOn<D>>;
+template <Device D> using LateModelOn = models::study::LateFusionModel<float, HeadOn<D>>;
+template <Device D> using SuperLateModelOn = models::study::SuperLateModel<float, HeadOn<D>>;
+template <Device D> using BottleneckModelOn = models::study::BottleneckModel<float, HeadOn<D>>;
+
+using Head = HeadOn<Cpu>;
+using AudioModel = AudioModelOn<Cpu>;
+using VideoModel = VideoModelOn<Cpu>;
+using EarlyModel = EarlyModelOn<Cpu>;
+using MidModel = MidModelOn<Cpu>;
+using LateModel = LateModelOn<Cpu>;
+using SuperLateModel = SuperLateModelOn<Cpu>;
+using BottleneckModel = BottleneckModelOn<Cpu>;
+
+/// Whether M is the (untrained) super-late ensemble, on whichever device.
+template <class M> inline constexpr bool is_super_late_model =
+    std::same_as<M, SuperLateModelOn<typename M::device_type>>;
 
 /// The small study sizes (StudyOptions::small) with the input geometry of `fs`.
 inline models::study::StudyOptions model_options(const FeatureSet& fs) {
@@ -85,27 +101,29 @@ inline models::study::StudyOptions model_options(const FeatureSet& fs) {
   return so;
 }
 
-/// Builds the model of kind `k` (parameters drawn from `gen`) and returns f(model); f must return
-/// the same type for every model.
-template <class F> decltype(auto) with_model(ModelKind k, const models::study::StudyOptions& o, Generator& gen, F&& f) {
+/// Builds the model of kind `k` on device D (parameters drawn from `gen`) and returns f(model); f
+/// must return the same type for every model.
+template <Device D = Cpu, class F>
+decltype(auto) with_model(ModelKind k, const models::study::StudyOptions& o, Generator& gen, F&& f) {
   namespace ms = models::study;
+  using H = HeadOn<D>;
   switch (k) {
     case ModelKind::audio:
-      return f(*ms::audio_model<float, Head>(o, gen));
+      return f(*ms::audio_model<float, H>(o, gen));
     case ModelKind::video:
-      return f(*ms::video_model<float, Head>(o, gen));
+      return f(*ms::video_model<float, H>(o, gen));
     case ModelKind::early:
-      return f(*ms::early_fusion<float, Head>(o, gen));
+      return f(*ms::early_fusion<float, H>(o, gen));
     case ModelKind::mid:
-      return f(*ms::mid_fusion<float, Head>(o, gen));
+      return f(*ms::mid_fusion<float, H>(o, gen));
     case ModelKind::late:
-      return f(*ms::late_fusion<float, Head>(o, gen));
+      return f(*ms::late_fusion<float, H>(o, gen));
     case ModelKind::bottleneck:
-      return f(*ms::bottleneck_fusion<float, Head>(o, gen));
+      return f(*ms::bottleneck_fusion<float, H>(o, gen));
     case ModelKind::super_late:
       break;
   }
-  return f(*ms::super_late<float, Head>(o, gen));
+  return f(*ms::super_late<float, H>(o, gen));
 }
 
 }  // namespace avgrad::study
