@@ -101,7 +101,7 @@ struct Moment {
   double beta;
   bool squared;
   AVGRAD_HOST_DEVICE double operator()(double m, double g, double live) const {
-    return live != 0 ? beta * m + (1 - beta) * (squared ? g * g : g) : m;
+    return live != 0 ? beta * m + (squared ? (1 - beta) * g * g : (1 - beta) * g) : m;
   }
 };
 /// Adam's bias-corrected step on w.
@@ -185,8 +185,9 @@ template <Floating T, Device D> std::vector<double> joint_l2_norms(const Perturb
 /// used by the attack. Result: δ is the smallest successful perturbation found per example (zero
 /// where none was); success says whether one was; value is the CW margin at δ (see
 /// cw_detail::margins: ≥ κ on success); bad_grad flags non-finite gradients only (a zero gradient of
-/// the capped f is normal). The tanh variable and Adam's moments are kept in double on D; the
-/// per-example search over c (B numbers) runs on the host.
+/// the capped f is normal); an example whose gradient is non-finite in any attacked modality stops
+/// moving in every modality from that step on. The tanh variable and Adam's moments are kept in
+/// double on D; the per-example search over c (B numbers) runs on the host.
 template <Floating T, Device D = Cpu> class CarliniWagnerL2 {
  public:
   explicit CarliniWagnerL2(CarliniWagnerOptions o = {}) : o_(o) {
